@@ -1,0 +1,196 @@
+"""Dataset: items, their ground-truth annotations (versioned) and the runs made on them."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+
+import pyarrow as pa
+
+from ..errors import NotFoundError, ValidationError
+from ..ingest.annotations import record_version, write_annotations
+from ..ingest.items import append_items
+from ._inputs import annotations_table, items_table
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+
+ANNOTATION_FIELDS = (
+    "reference_id, annotation_id, kind, label, x, y, width, height, polygon, mask, keypoints, keypoint_names, "
+    "iscrowd, area, metadata"
+)
+
+
+def label_state(version: int | None) -> str:
+    """SQL predicate on ``annotations a`` selecting one label version (None = current)."""
+    if version is None:
+        return "a.valid_to IS NULL"
+    v = int(version)
+    return f"a.valid_from <= {v} AND (a.valid_to IS NULL OR a.valid_to > {v})"
+
+
+class Dataset:
+    """A named set of items with ground truth. Get one from ``ws.create_dataset`` / ``ws.get_dataset``."""
+
+    def __init__(self, ws: "Workspace", dataset_id: int, name: str):
+        self.ws = ws
+        self.id = dataset_id
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r})"
+
+    @property
+    def _store(self):
+        return self.ws.store
+
+    # -- items --------------------------------------------------------------------------------
+    def append(
+        self,
+        items: Iterable[Any] | pa.Table,
+        update: bool = False,
+        check_images: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, int]:
+        """Add items; an existing reference_id is skipped unless ``update=True`` replaces it.
+
+        Args:
+            items: ``DatasetItem`` objects or an Arrow table (reference_id, image_location, width,
+                height, metadata).
+            check_images: refuse items whose local image is missing or unreadable.
+
+        Returns:
+            ``{"new": n, "updated": n, "ignored": n}``.
+        """
+        return append_items(self._store, self.id, items_table(items), update=update,
+                            check_images=check_images, progress=progress)
+
+    def update_item_metadata(self, updates: Mapping[str, Mapping[str, Any]]) -> int:
+        """Merge keys into items' metadata: ``{reference_id: {key: value}}``. Returns items changed."""
+        refs = list(updates)
+        t = pa.table({
+            "reference_id": pa.array(refs, pa.string()),
+            "patch": pa.array([json.dumps(dict(updates[r])) for r in refs], pa.string()),
+        })
+        con = self._store.con
+        con.register("__meta_patch", t)
+        try:
+            missing = con.execute(
+                "SELECT p.reference_id FROM __meta_patch p WHERE NOT EXISTS "
+                "(SELECT 1 FROM items i WHERE i.dataset_id = ? AND i.reference_id = p.reference_id) LIMIT 1",
+                [self.id],
+            ).fetchone()
+            if missing:
+                raise ValidationError("unknown reference_id", record=f"reference_id '{missing[0]}'", field="reference_id")
+            with self._store.transaction():
+                con.execute(
+                    """UPDATE items SET metadata = json_merge_patch(coalesce(items.metadata, '{}'::JSON), p.patch::JSON)
+                       FROM __meta_patch p WHERE items.dataset_id = ? AND items.reference_id = p.reference_id""",
+                    [self.id],
+                )
+        finally:
+            con.unregister("__meta_patch")
+        return len(refs)
+
+    def items(self) -> pa.Table:
+        """All items: reference_id, image_location, width, height, metadata (JSON text)."""
+        return self._store.arrow(
+            "SELECT reference_id, image_location, width, height, metadata::VARCHAR AS metadata "
+            "FROM items WHERE dataset_id = ? ORDER BY item_id", [self.id])
+
+    # -- annotations ---------------------------------------------------------------------------
+    def annotate(
+        self,
+        annotations: Iterable[Any] | pa.Table,
+        update: bool = False,
+        clip: bool = False,
+        author: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        """Add ground truth; idempotent on (reference_id, annotation_id).
+
+        An existing annotation is kept unless ``update=True``, which stores the new version and keeps
+        the old one in the label history. Boxes outside the image are refused unless ``clip=True``.
+
+        Returns:
+            ``{"new", "updated", "ignored", "label_version"}``.
+        """
+        return write_annotations(self._store, self.id, annotations_table(annotations), update=update,
+                                 clip=clip, author=author, reason=reason)
+
+    def annotations(self, kind: str | None = None, label_version: int | None = None) -> pa.Table:
+        """Ground truth of the current (or a past) label version, in input order."""
+        cond = label_state(label_version)
+        params: list[Any] = [self.id]
+        if kind is not None:
+            cond += " AND a.kind = ?"
+            params.append(kind)
+        return self._store.arrow(
+            f"""SELECT i.reference_id, a.annotation_id, a.kind, a.label, a.x, a.y, a.width, a.height, a.polygon,
+                       a.mask, a.keypoints, a.keypoint_names, a.iscrowd, a.area, a.metadata::VARCHAR AS metadata
+                FROM annotations a JOIN items i USING (item_id)
+                WHERE a.dataset_id = ? AND {cond} ORDER BY a.seq""",
+            params,
+        )
+
+    def delete_annotations(self, annotation_ids: Iterable[str], reason: str | None = None,
+                           author: str | None = None) -> int:
+        """Delete annotations (kept in history as a new label version). Returns how many."""
+        ids = pa.table({"annotation_id": pa.array([str(a) for a in annotation_ids], pa.string())})
+        con = self._store.con
+        con.register("__del_ids", ids)
+        try:
+            missing = con.execute(
+                "SELECT d.annotation_id FROM __del_ids d WHERE NOT EXISTS (SELECT 1 FROM annotations a "
+                "WHERE a.dataset_id = ? AND a.valid_to IS NULL AND a.annotation_id = d.annotation_id) LIMIT 1",
+                [self.id],
+            ).fetchone()
+            if missing:
+                raise NotFoundError(f"no current annotation with annotation_id '{missing[0]}' in {self.name}")
+            with self._store.transaction():
+                v = int(con.execute("SELECT label_version FROM datasets WHERE dataset_id = ?", [self.id]).fetchone()[0]) + 1
+                n = con.execute(
+                    "UPDATE annotations SET valid_to = ? WHERE dataset_id = ? AND valid_to IS NULL "
+                    "AND annotation_id IN (SELECT annotation_id FROM __del_ids)", [v, self.id]).fetchone()[0]
+                record_version(self._store, self.id, v, "delete", author, reason, 0, 0, int(n))
+        finally:
+            con.unregister("__del_ids")
+        return int(n)
+
+    def label_versions(self) -> pa.Table:
+        """The label history: one row per version with who, why, when and what changed."""
+        return self._store.arrow(
+            "SELECT version, created_at, operation, author, reason, added, changed, deleted "
+            "FROM label_versions WHERE dataset_id = ? ORDER BY version", [self.id])
+
+    @property
+    def label_version(self) -> int:
+        return int(self._store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [self.id]))
+
+    # -- summary -------------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        """Counts: items, annotations by kind and label, runs, label version."""
+        s = self._store
+        labels = s.con.execute(
+            "SELECT label, count(*) FROM annotations a WHERE dataset_id = ? AND valid_to IS NULL "
+            "GROUP BY label ORDER BY count(*) DESC, label", [self.id]).fetchall()
+        kinds = s.con.execute(
+            "SELECT kind, count(*) FROM annotations a WHERE dataset_id = ? AND valid_to IS NULL "
+            "GROUP BY kind ORDER BY kind", [self.id]).fetchall()
+        runs = [r[0] for r in s.con.execute("SELECT name FROM runs WHERE dataset_id = ? ORDER BY run_id", [self.id]).fetchall()]
+        return {
+            "name": self.name,
+            "items": int(s.scalar("SELECT count(*) FROM items WHERE dataset_id = ?", [self.id])),
+            "annotations": int(sum(n for _, n in labels)),
+            "labels": {k: int(n) for k, n in labels},
+            "kinds": {k: int(n) for k, n in kinds},
+            "label_version": self.label_version,
+            "runs": runs,
+        }
+
+    def annotations_per_item(self) -> pa.Table:
+        """Histogram: how many items carry n annotations."""
+        return self._store.arrow(
+            """SELECT n AS annotations, count(*) AS items FROM (
+                   SELECT i.item_id, count(a.ann_key) AS n FROM items i
+                   LEFT JOIN annotations a ON a.item_id = i.item_id AND a.valid_to IS NULL
+                   WHERE i.dataset_id = ? GROUP BY i.item_id) GROUP BY n ORDER BY n""", [self.id])

@@ -1,0 +1,168 @@
+"""Workspace: one DuckDB file (or memory) holding datasets, models, runs and their results."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pyarrow as pa
+
+from ..errors import AlreadyExistsError, LoupeError, NotFoundError
+from ..store import Store
+
+
+def connect(path: str | Path | None = None, read_only: bool = False) -> "Workspace":
+    """Open (or create) a workspace.
+
+    Args:
+        path: the DuckDB file; None keeps everything in memory.
+        read_only: open an existing file without the write lock (many such processes may share it).
+
+    Example:
+        >>> ws = connect("loupe.duckdb")
+        >>> ds = ws.create_dataset("pennfudan")
+    """
+    return Workspace(Store(path, read_only=read_only))
+
+
+class Workspace:
+    """Entry point of the API; create it with :func:`engine.connect`."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> "Workspace":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str | None:
+        return self.store.path
+
+    # -- SQL --------------------------------------------------------------------------------
+    def sql(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+        """Run any SQL over the workspace tables and return a pyarrow Table.
+
+        Example:
+            >>> ws.sql("SELECT label, count(*) n FROM annotations GROUP BY label")
+        """
+        import duckdb
+
+        try:
+            return self.store.arrow(query, params)
+        except duckdb.Error as e:
+            raise LoupeError(f"SQL error: {e}") from None
+
+    # -- datasets ---------------------------------------------------------------------------
+    def create_dataset(self, name: str, metadata: Mapping[str, Any] | None = None) -> "Dataset":
+        """Create an empty dataset; names are unique in the workspace."""
+        from .dataset import Dataset
+
+        if not isinstance(name, str) or not name.strip():
+            raise LoupeError("dataset name must be a non-empty string")
+        with self.store.transaction() as con:
+            if con.execute("SELECT 1 FROM datasets WHERE name = ?", [name]).fetchone():
+                raise AlreadyExistsError(f"dataset '{name}' already exists")
+            ds_id = self.store.next_key("datasets", "dataset_id")
+            con.execute(
+                "INSERT INTO datasets VALUES (?, ?, now()::TIMESTAMP, ?::JSON, 0)",
+                [ds_id, name, json.dumps(metadata) if metadata is not None else None],
+            )
+        return Dataset(self, ds_id, name)
+
+    def get_dataset(self, name: str) -> "Dataset":
+        from .dataset import Dataset
+
+        row = self.store.con.execute("SELECT dataset_id FROM datasets WHERE name = ?", [name]).fetchone()
+        if row is None:
+            known = [r[0] for r in self.store.con.execute("SELECT name FROM datasets ORDER BY name").fetchall()]
+            raise NotFoundError(f"no dataset named '{name}'" + (f"; datasets: {', '.join(known)}" if known else ""))
+        return Dataset(self, int(row[0]), name)
+
+    def list_datasets(self) -> pa.Table:
+        """Datasets with their item, annotation and run counts."""
+        return self.store.arrow(
+            """SELECT d.name, d.created_at,
+                      (SELECT count(*) FROM items i WHERE i.dataset_id = d.dataset_id) AS items,
+                      (SELECT count(*) FROM annotations a WHERE a.dataset_id = d.dataset_id AND a.valid_to IS NULL) AS annotations,
+                      (SELECT count(*) FROM runs r WHERE r.dataset_id = d.dataset_id) AS runs,
+                      d.label_version
+               FROM datasets d ORDER BY d.dataset_id"""
+        )
+
+    def delete_dataset(self, name: str) -> None:
+        """Delete a dataset with its items, annotations, slices, runs, predictions and matches."""
+        ds = self.get_dataset(name)
+        with self.store.transaction() as con:
+            p = {"ds": ds.id}
+            runs = "(SELECT run_id FROM runs WHERE dataset_id = $ds)"
+            slices = "(SELECT slice_id FROM slices WHERE dataset_id = $ds)"
+            for stmt in (
+                f"DELETE FROM matches WHERE run_id IN {runs}",
+                f"DELETE FROM predictions WHERE run_id IN {runs}",
+                "DELETE FROM runs WHERE dataset_id = $ds",
+                f"DELETE FROM slice_items WHERE slice_id IN {slices}",
+                f"DELETE FROM slice_objects WHERE slice_id IN {slices}",
+                "DELETE FROM slices WHERE dataset_id = $ds",
+                "DELETE FROM annotations WHERE dataset_id = $ds",
+                "DELETE FROM label_versions WHERE dataset_id = $ds",
+                "DELETE FROM items WHERE dataset_id = $ds",
+                "DELETE FROM datasets WHERE dataset_id = $ds",
+            ):
+                con.execute(stmt, p)
+
+    # -- models and runs ---------------------------------------------------------------------
+    def add_model(self, name: str, reference_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> "Model":
+        """Register a model; ``reference_id`` (default: the name) is unique in the workspace."""
+        from .model import Model
+
+        ref = reference_id or name
+        with self.store.transaction() as con:
+            if con.execute("SELECT 1 FROM models WHERE reference_id = ?", [ref]).fetchone():
+                raise AlreadyExistsError(f"model with reference_id '{ref}' already exists (use get_model)")
+            model_id = self.store.next_key("models", "model_id")
+            con.execute(
+                "INSERT INTO models VALUES (?, ?, ?, ?::JSON, now()::TIMESTAMP)",
+                [model_id, name, ref, json.dumps(metadata) if metadata is not None else None],
+            )
+        return Model(self, model_id, name, ref)
+
+    def get_model(self, reference_id: str) -> "Model":
+        from .model import Model
+
+        row = self.store.con.execute(
+            "SELECT model_id, name, reference_id FROM models WHERE reference_id = ? OR name = ? ORDER BY model_id LIMIT 1",
+            [reference_id, reference_id],
+        ).fetchone()
+        if row is None:
+            raise NotFoundError(f"no model '{reference_id}'")
+        return Model(self, int(row[0]), row[1], row[2])
+
+    def list_models(self) -> pa.Table:
+        return self.store.arrow("SELECT name, reference_id, created_at, metadata FROM models ORDER BY model_id")
+
+    def list_runs(self) -> pa.Table:
+        return self.store.arrow(
+            """SELECT r.name, m.name AS model, d.name AS dataset, r.created_at, r.committed_at,
+                      (SELECT count(*) FROM predictions p WHERE p.run_id = r.run_id) AS predictions
+               FROM runs r JOIN models m USING (model_id) JOIN datasets d USING (dataset_id) ORDER BY r.run_id"""
+        )
+
+    def get_run(self, name: str) -> "ModelRun":
+        from .model import ModelRun
+
+        row = self.store.con.execute("SELECT run_id FROM runs WHERE name = ?", [name]).fetchone()
+        if row is None:
+            known = [r[0] for r in self.store.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()]
+            raise NotFoundError(f"no run named '{name}'" + (f"; runs: {', '.join(known)}" if known else ""))
+        return ModelRun(self, int(row[0]))
+
+
+from .dataset import Dataset  # noqa: E402  (type references above)
+from .model import Model  # noqa: E402

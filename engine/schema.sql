@@ -1,0 +1,128 @@
+-- Loupe workspace schema, version 1.
+-- Surrogate keys (item_id, ann_key, pred_key ...) are assigned max+1.. by the single writer; user-facing ids
+-- (reference_id, annotation_id) are strings unique per dataset / run.  No index constraints: they
+-- slow bulk loads and DuckDB's constraint checks over-eagerly reject delete+insert in one
+-- transaction; uniqueness is enforced by the ingest layer inside the writing transaction.
+
+CREATE TABLE loupe_meta (key VARCHAR, value VARCHAR);
+
+
+CREATE TABLE datasets (
+    dataset_id    INTEGER NOT NULL,
+    name          VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL,
+    metadata      JSON,
+    label_version INTEGER NOT NULL DEFAULT 0   -- current label state; bumped by every annotation change
+);
+
+CREATE TABLE items (
+    item_id        BIGINT NOT NULL,            -- insertion order; evaluation orders images by it
+    dataset_id     INTEGER NOT NULL,
+    reference_id   VARCHAR NOT NULL,
+    image_location VARCHAR,
+    width          INTEGER,
+    height         INTEGER,
+    metadata       JSON
+);
+
+-- Ground truth. A row is one version of one annotation: it is visible in label versions
+-- valid_from <= v < valid_to (valid_to NULL = still current).
+CREATE TABLE annotations (
+    ann_key       BIGINT NOT NULL,
+    dataset_id    INTEGER NOT NULL,
+    item_id       BIGINT NOT NULL,
+    annotation_id VARCHAR NOT NULL,
+    kind          VARCHAR NOT NULL,            -- box | polygon | segmentation | category | keypoints
+    label         VARCHAR NOT NULL,
+    x DOUBLE, y DOUBLE, width DOUBLE, height DOUBLE,   -- top-left box in pixels (derived for polygon/mask)
+    polygon       DOUBLE[][],                  -- COCO polygon rings [x1, y1, x2, y2, ...]
+    mask          UINTEGER[],                  -- COCO RLE counts, uncompressed, column-major, image size
+    keypoints     DOUBLE[],                    -- x, y, v triples
+    keypoint_names VARCHAR[],
+    iscrowd       BOOLEAN NOT NULL DEFAULT FALSE,
+    area          DOUBLE,
+    metadata      JSON,
+    seq           BIGINT NOT NULL,             -- original input order (COCO tie-breaking)
+    valid_from    INTEGER NOT NULL,
+    valid_to      INTEGER
+);
+
+CREATE TABLE label_versions (
+    dataset_id INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    author     VARCHAR,
+    reason     VARCHAR,
+    operation  VARCHAR NOT NULL,               -- annotate | correct | delete | undo ...
+    added      BIGINT NOT NULL,
+    changed    BIGINT NOT NULL,
+    deleted    BIGINT NOT NULL
+);
+
+CREATE TABLE models (
+    model_id     INTEGER NOT NULL,
+    name         VARCHAR NOT NULL,
+    reference_id VARCHAR NOT NULL,
+    metadata     JSON,
+    created_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE runs (
+    run_id        INTEGER NOT NULL,
+    model_id      INTEGER NOT NULL,
+    dataset_id    INTEGER NOT NULL,
+    name          VARCHAR NOT NULL,            -- unique in the workspace
+    created_at    TIMESTAMP NOT NULL,
+    metadata      JSON,
+    committed_at  TIMESTAMP,
+    label_version INTEGER,                     -- label state the commit matched against
+    params        JSON                         -- commit parameters
+);
+
+CREATE TABLE predictions (
+    pred_key      BIGINT NOT NULL,
+    run_id        INTEGER NOT NULL,
+    item_id       BIGINT NOT NULL,
+    annotation_id VARCHAR NOT NULL,
+    kind          VARCHAR NOT NULL,
+    label         VARCHAR NOT NULL,
+    x DOUBLE, y DOUBLE, width DOUBLE, height DOUBLE,
+    polygon       DOUBLE[][],
+    mask          UINTEGER[],
+    keypoints     DOUBLE[],
+    keypoint_names VARCHAR[],
+    confidence    DOUBLE,
+    class_pdf     MAP(VARCHAR, DOUBLE),
+    area          DOUBLE,
+    metadata      JSON,
+    seq           BIGINT NOT NULL
+);
+
+-- The TP/FP/FN index written by commit: one row per prediction and per GT object of the run's dataset.
+CREATE TABLE matches (
+    run_id        INTEGER NOT NULL,
+    iou_threshold DOUBLE NOT NULL,
+    source        VARCHAR NOT NULL,            -- 'gt' | 'prediction'
+    ann_key       BIGINT,                      -- the GT row (source = 'gt', or the partner of a prediction)
+    pred_key      BIGINT,                      -- the prediction (source = 'prediction', or partner of a GT)
+    item_id       BIGINT NOT NULL,
+    iou           DOUBLE,                      -- IoU with the partner (NULL when unmatched)
+    best_iou      DOUBLE,                      -- best IoU with any object of any label on the other side
+    best_iou_key  BIGINT,                      -- that object
+    status        VARCHAR NOT NULL,            -- tp | fp | fn | ignored
+    error_type    VARCHAR                      -- TIDE type for fp / fn rows
+);
+
+CREATE TABLE slices (
+    slice_id     INTEGER NOT NULL,
+    dataset_id   INTEGER NOT NULL,
+    name         VARCHAR NOT NULL,
+    kind         VARCHAR NOT NULL DEFAULT 'items',   -- items | objects
+    query        VARCHAR,                      -- DSL text for dynamic slices
+    compiled_sql VARCHAR,
+    run_id       INTEGER,                      -- run context of a dynamic query, if any
+    created_at   TIMESTAMP NOT NULL
+);
+
+CREATE TABLE slice_items (slice_id INTEGER NOT NULL, item_id BIGINT NOT NULL);
+CREATE TABLE slice_objects (slice_id INTEGER NOT NULL, ann_key BIGINT, pred_key BIGINT);

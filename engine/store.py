@@ -1,0 +1,160 @@
+"""The workspace store: one DuckDB file (or memory), its schema, transactions and SQL access.
+
+`engine/` alone owns the DuckDB connection. The schema lives in ``schema.sql``; its version is kept in
+``loupe_meta`` so a file written by a newer Loupe is refused with a clear error instead of misread.
+"""
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import duckdb
+import pyarrow as pa
+
+from .errors import LoupeError, SchemaVersionError, WorkspaceLocked
+
+SCHEMA_VERSION = 1
+_LOCK_PID = re.compile(r"\(PID (\d+)\)")
+
+
+def _read_sql(package: str, name: str) -> str:
+    return resources.files(package).joinpath(name).read_text(encoding="utf-8")
+
+
+def _sql_statements(text: str) -> list[str]:
+    """Split a .sql file into statements (our files have no ';' inside literals)."""
+    body = "\n".join(line.split("--", 1)[0] for line in text.splitlines())
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+class Store:
+    """A DuckDB connection with Loupe's schema, UDFs and transaction helpers.
+
+    Threads: every thread gets its own cursor on the one database, so many threads may read while
+    one writes (DuckDB's MVCC); processes follow DuckDB's one-writer-or-many-readers file lock.
+    """
+
+    def __init__(self, path: str | Path | None = None, read_only: bool = False):
+        self.path = None if path is None else str(path)
+        self.read_only = read_only
+        target = ":memory:" if path is None else str(path)
+        if read_only and path is not None and not Path(target).exists():
+            raise LoupeError(f"workspace {target} does not exist (read-only open cannot create it)")
+        try:
+            self._con = duckdb.connect(target, read_only=read_only)
+        except duckdb.IOException as e:
+            msg = str(e)
+            if "lock" in msg.lower():
+                m = _LOCK_PID.search(msg)
+                raise WorkspaceLocked(target, int(m.group(1)) if m else None) from None
+            raise LoupeError(f"cannot open workspace {target}: {msg}") from None
+        except duckdb.Error as e:
+            raise LoupeError(f"cannot open workspace {target}: {e}") from None
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._local.cur = self._con
+        self._ensure_schema()
+        self._register_udfs(self._con)
+
+    # -- connection -------------------------------------------------------------------------
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's cursor on the workspace database."""
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._register_udfs(cur)
+            self._local.cur = cur
+        return cur
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._con.close()
+
+    # -- schema -----------------------------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        con = self._con
+        has_meta = con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'loupe_meta'"
+        ).fetchone()[0]
+        if not has_meta:
+            if self.read_only:
+                raise LoupeError(f"{self.path} is not a Loupe workspace (no loupe_meta table)")
+            n_tables = con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0]
+            if n_tables:
+                raise LoupeError(f"{self.path} is a DuckDB file but not a Loupe workspace")
+            with self.transaction():
+                for stmt in _sql_statements(_read_sql("engine", "schema.sql")):
+                    con.execute(stmt)
+                con.execute(
+                    "INSERT INTO loupe_meta VALUES ('schema_version', ?), ('created_by', 'loupe')",
+                    [str(SCHEMA_VERSION)],
+                )
+            return
+        row = con.execute("SELECT value FROM loupe_meta WHERE key = 'schema_version'").fetchone()
+        version = int(row[0]) if row else -1
+        if version > SCHEMA_VERSION or version < 1:
+            raise SchemaVersionError(
+                f"workspace {self.path} has schema version {version}, this Loupe reads version "
+                f"{SCHEMA_VERSION}; upgrade Loupe to open it"
+            )
+
+    @staticmethod
+    def _register_udfs(con: duckdb.DuckDBPyConnection) -> None:
+        from .udf_registry import register
+
+        register(con)
+
+    # -- transactions -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All-or-nothing block: commits on success, rolls back on any exception."""
+        if self.read_only:
+            raise LoupeError("workspace is open read-only; this operation writes")
+        con = self.con
+        with self._write_lock:  # one writer per process: key assignment is max+1
+            if getattr(self._local, "in_tx", False):  # nested: join the outer transaction
+                yield con
+                return
+            con.execute("BEGIN TRANSACTION")
+            self._local.in_tx = True
+            try:
+                yield con
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    con.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.in_tx = False
+            con.execute("COMMIT")
+
+    def next_key(self, table: str, column: str) -> int:
+        """First free surrogate key of ``table.column`` (call inside a transaction)."""
+        return int(self.scalar(f"SELECT coalesce(max({column}), 0) + 1 FROM {table}"))
+
+    # -- queries ----------------------------------------------------------------------------
+    def arrow(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query and return the result as a pyarrow Table."""
+        con = self.con
+        if hasattr(con, "complete"):  # duckdb >= 2: finish any half-fetched execute() result first
+            con.complete()
+        rel = con.sql(query, params=params) if params is not None else con.sql(query)
+        return to_arrow(rel)
+
+    def scalar(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
+        row = self.con.execute(query, params).fetchone() if params is not None else self.con.execute(query).fetchone()
+        return None if row is None else row[0]
+
+
+def to_arrow(rel: "duckdb.DuckDBPyRelation | None") -> pa.Table:
+    """A relation's rows as a pyarrow Table (an empty table for statements without a result)."""
+    if rel is None:
+        return pa.table({})
+    res = rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+    if isinstance(res, pa.RecordBatchReader):
+        res = res.read_all()
+    return res
