@@ -1,0 +1,30 @@
+"""The ``loupe`` command line. Each command group lives in its own module of this package."""
+from __future__ import annotations
+
+import click
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="loupe")
+def cli(debug: bool) -> None:
+    """Loupe: datasets, model runs and their errors in one DuckDB file."""
+
+
+def _load_commands() -> None:
+    # importing the modules registers their commands on `cli`
+    import importlib
+
+    from . import data  # noqa: F401
+
+    for optional in ("demo", "io_cmds", "eval_cmds", "query_cmds", "analysis_cmds"):
+        try:
+            importlib.import_module(f"{__name__}.{optional}")
+        except ModuleNotFoundError as e:
+            if e.name != f"{__name__}.{optional}":
+                raise
+
+
+def main() -> None:
+    _load_commands()
+    cli(prog_name="loupe")
