@@ -31,6 +31,32 @@ def _sql_statements(text: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+class _Connection:
+    """A DuckDB connection that finishes any half-read ``execute()`` result before other work.
+
+    DuckDB >= 2 refuses ``sql``/``register``/... while a previous ``execute`` result is unfinished
+    (e.g. after ``fetchone()``); every caller would otherwise need to remember ``complete()``.
+    """
+
+    _FINISH_FIRST = frozenset({"sql", "query", "register", "unregister", "from_arrow", "table", "view",
+                               "begin", "commit", "rollback", "create_function", "remove_function"})
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self._con = con
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._con, name)
+        if name in self._FINISH_FIRST and hasattr(self._con, "complete"):
+            self._con.complete()
+        return attr
+
+    def execute(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        return self._con.execute(*args, **kwargs)
+
+    def cursor(self) -> "_Connection":
+        return _Connection(self._con.cursor())
+
+
 class Store:
     """A DuckDB connection with Loupe's schema, UDFs and transaction helpers.
 
@@ -45,7 +71,7 @@ class Store:
         if read_only and path is not None and not Path(target).exists():
             raise LoupeError(f"workspace {target} does not exist (read-only open cannot create it)")
         try:
-            self._con = duckdb.connect(target, read_only=read_only)
+            self._con = _Connection(duckdb.connect(target, read_only=read_only))
         except duckdb.IOException as e:
             msg = str(e)
             if "lock" in msg.lower():
@@ -62,7 +88,7 @@ class Store:
 
     # -- connection -------------------------------------------------------------------------
     @property
-    def con(self) -> duckdb.DuckDBPyConnection:
+    def con(self) -> "_Connection":
         """This thread's cursor on the workspace database."""
         cur = getattr(self._local, "cur", None)
         if cur is None:
@@ -140,8 +166,6 @@ class Store:
     def arrow(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return the result as a pyarrow Table."""
         con = self.con
-        if hasattr(con, "complete"):  # duckdb >= 2: finish any half-fetched execute() result first
-            con.complete()
         rel = con.sql(query, params=params) if params is not None else con.sql(query)
         return to_arrow(rel)
 

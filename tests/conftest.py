@@ -1,0 +1,26 @@
+"""Shared fixtures: paths to the real datasets (skip when absent) and small workspaces."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "datasets"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared/datasets; skips the test with a clear reason when it is absent."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"real dataset not available: {p} (tests on real data need ../shared/datasets)")
+    return p
+
+
+@pytest.fixture
+def ws():
+    import engine
+
+    w = engine.connect()
+    yield w
+    w.close()
