@@ -1,0 +1,1 @@
+"""Model-run evaluation: gather inputs in SQL, match with udfs kernels, write the matches index."""

@@ -1,0 +1,223 @@
+"""Evaluation inputs, gathered in SQL: GT and detections as numpy arrays, candidate pairs with IoU.
+
+Images are ordered by ``item_id`` (insertion order; COCO imports insert by ascending image id, so
+this is pycocotools' sorted ``imgIds``), GT and detections by ``seq`` (input order), categories by
+label name. Candidate pairs are found by a hash join on (item, category) with a box-overlap filter;
+their IoU is the ``box_iou`` macro (bit-identical to pycocotools) or, for masks, ``udfs.rle``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from ..api.dataset import label_state
+from ..errors import LoupeError
+from ..store import Store
+
+GEOMETRY_KINDS = ("box", "polygon", "segmentation")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One side (GT or detections) as aligned arrays; ``key`` is ann_key / pred_key."""
+
+    key: np.ndarray
+    item_id: np.ndarray
+    img: np.ndarray
+    cat: np.ndarray
+    label: np.ndarray  # object array of label strings
+    x: np.ndarray
+    y: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    area: np.ndarray
+    crowd: np.ndarray  # GT only (all False for detections)
+    score: np.ndarray  # detections only (NaN for GT)
+
+    def __len__(self) -> int:
+        return len(self.key)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    dt: np.ndarray
+    gt: np.ndarray
+    iou: np.ndarray
+
+
+@dataclass(frozen=True)
+class EvalInputs:
+    labels: list[str]
+    n_images: int
+    gt: Side
+    dt: Side
+
+
+def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
+    return "" if item_ids is None else f" AND {alias}.item_id IN (SELECT item_id FROM __eval_subset)"
+
+
+def gather(
+    store: Store,
+    dataset_id: int,
+    run_id: int,
+    label_version: int | None = None,
+    item_ids: Sequence[int] | None = None,
+    class_agnostic: bool = False,
+) -> EvalInputs:
+    """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given."""
+    con = store.con
+    subset = None if item_ids is None else np.asarray(item_ids, dtype=np.int64)
+    if subset is not None:
+        con.register("__eval_subset", pa.table({"item_id": subset}))
+    try:
+        kinds = ", ".join(f"'{k}'" for k in GEOMETRY_KINDS)
+        gt = con.execute(
+            f"""SELECT a.ann_key AS key, a.item_id, a.label, a.x, a.y, a.width AS w, a.height AS h,
+                       a.area, a.iscrowd AS crowd
+                FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
+                  AND a.kind IN ({kinds}) AND a.x IS NOT NULL {_subset_clause('a', subset)}
+                ORDER BY a.seq""", {"ds": dataset_id}).fetchnumpy()
+        dt = con.execute(
+            f"""SELECT p.pred_key AS key, p.item_id, p.label, p.x, p.y, p.width AS w, p.height AS h,
+                       p.area, coalesce(p.confidence, 1.0) AS score
+                FROM predictions p WHERE p.run_id = $run AND p.kind IN ({kinds}) AND p.x IS NOT NULL
+                {_subset_clause('p', subset)}
+                ORDER BY p.seq""", {"run": run_id}).fetchnumpy()
+        images = con.execute(
+            f"SELECT item_id FROM items i WHERE dataset_id = $ds {_subset_clause('i', subset)} ORDER BY item_id",
+            {"ds": dataset_id}).fetchnumpy()["item_id"]
+    finally:
+        if subset is not None:
+            con.unregister("__eval_subset")
+    images = np.asarray(images, dtype=np.int64)
+    gt_labels = np.asarray(gt["label"], dtype=object)
+    dt_labels = np.asarray(dt["label"], dtype=object)
+    labels = sorted(set(gt_labels.tolist()) | set(dt_labels.tolist()))
+    if class_agnostic:
+        lab_idx = {lab: 0 for lab in labels}
+        labels = ["*"]
+    else:
+        lab_idx = {lab: i for i, lab in enumerate(labels)}
+
+    def side(d: dict, is_gt: bool) -> Side:
+        n = len(d["key"])
+        item = np.asarray(d["item_id"], dtype=np.int64)
+        lab = np.asarray(d["label"], dtype=object)
+        return Side(
+            key=np.asarray(d["key"], dtype=np.int64),
+            item_id=item,
+            img=np.searchsorted(images, item).astype(np.int64),
+            cat=np.fromiter((lab_idx[v] for v in lab), dtype=np.int64, count=n),
+            label=lab,
+            x=_f(d["x"]), y=_f(d["y"]), w=_f(d["w"]), h=_f(d["h"]),
+            area=_area(d, n),
+            crowd=np.asarray(d["crowd"], dtype=bool) if is_gt else np.zeros(n, bool),
+            score=_f(d["score"]) if not is_gt else np.full(n, np.nan),
+        )
+
+    return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False))
+
+
+def _f(a) -> np.ndarray:
+    return np.ma.filled(np.ma.asarray(a, dtype=np.float64), np.nan) if np.ma.isMaskedArray(a) else np.asarray(a, np.float64)
+
+
+def _area(d: dict, n: int) -> np.ndarray:
+    area = _f(d["area"])
+    missing = np.isnan(area)
+    if missing.any():  # geometry without a stored area: COCO falls back to the box area
+        area[missing] = (_f(d["w"]) * _f(d["h"]))[missing]
+    return area
+
+
+def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pairs: bool = False) -> Pairs:
+    """Overlapping (detection, GT) pairs in the same image (and category) with their box IoU.
+
+    ``all_pairs`` keeps every pair of the group (IoU 1 placeholder), for mask IoU candidates.
+    """
+    con = store.con
+    g, d = inp.gt, inp.dt
+    con.register("__pg", pa.table({"gi": np.arange(len(g)), "img": g.img, "cat": g.cat, "x": g.x, "y": g.y,
+                                   "w": g.w, "h": g.h, "crowd": g.crowd}))
+    con.register("__pd", pa.table({"di": np.arange(len(d)), "img": d.img, "cat": d.cat, "x": d.x, "y": d.y,
+                                   "w": d.w, "h": d.h}))
+    on_cat = "AND d.cat = g.cat" if same_category else ""
+    try:
+        res = con.execute(
+            f"""SELECT d.di, g.gi, {'1.0' if all_pairs else 'box_iou(d.x, d.y, d.w, d.h, g.x, g.y, g.w, g.h, g.crowd)'} AS iou
+                FROM __pd d JOIN __pg g ON d.img = g.img {on_cat}
+                 {'' if all_pairs else 'AND box_overlaps(d.x, d.y, d.w, d.h, g.x, g.y, g.w, g.h)'}""").fetchnumpy()
+    finally:
+        con.unregister("__pd")
+        con.unregister("__pg")
+    return _sorted_pairs(res["di"], res["gi"], res["iou"])
+
+
+def _sorted_pairs(di, gi, iou) -> Pairs:
+    di = np.asarray(di, np.int64)
+    gi = np.asarray(gi, np.int64)
+    iou = np.asarray(iou, np.float64)
+    keep = iou > 0
+    di, gi, iou = di[keep], gi[keep], iou[keep]
+    order = np.lexsort((gi, di))
+    return Pairs(dt=di[order], gt=gi[order], iou=iou[order])
+
+
+def mask_pairs(store: Store, inp: EvalInputs, dataset_id: int, run_id: int, label_version: int | None,
+               same_category: bool = True) -> Pairs:
+    """Pairs with mask IoU (COCO RLE; polygons rasterized as pycocotools does; crowd = dt area union)."""
+    from udfs import rle
+
+    # every pair of the group: stored boxes of masks/polygons need not bound the mask exactly
+    cand = box_pairs(store, inp, same_category, all_pairs=True)
+    if len(cand.dt) == 0:
+        return cand
+    gt_values, gt_offsets = _masks(store, "annotations", "ann_key", inp.gt.key)
+    dt_values, dt_offsets = _masks(store, "predictions", "pred_key", inp.dt.key)
+    iou = rle.iou_pairs_flat(dt_values, dt_offsets, cand.dt, gt_values, gt_offsets, cand.gt, inp.gt.crowd[cand.gt])
+    return _sorted_pairs(cand.dt, cand.gt, iou)
+
+
+def _masks(store: Store, table: str, key: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """RLE counts of the given rows, in ``keys`` order, as flat values + offsets.
+
+    Polygons are rasterized to RLE at the image size and boxes become box masks (pycocotools' frBbox).
+    """
+    from udfs import polygons
+
+    con = store.con
+    con.register("__mk", pa.table({"k": keys, "pos": np.arange(len(keys))}))
+    try:
+        t = store.arrow(
+            f"""SELECT o.mask, o.polygon, o.x, o.y, o.width, o.height, i.height AS ih, i.width AS iw
+                FROM __mk m JOIN {table} o ON o.{key} = m.k JOIN items i ON i.item_id = o.item_id
+                ORDER BY m.pos""")
+    finally:
+        con.unregister("__mk")
+    masks = t.column("mask").combine_chunks()
+    if masks.null_count == 0:  # all stored as RLE: use the Arrow buffers as they are
+        return (np.asarray(masks.values, dtype=np.uint32),
+                np.asarray(masks.offsets, dtype=np.int64) - int(masks.offsets[0].as_py()))
+    out: list[np.ndarray] = []
+    polys = t.column("polygon")
+    for r in range(t.num_rows):  # only rows without a stored mask are converted here
+        if masks[r].is_valid:
+            out.append(np.asarray(masks[r].values, dtype=np.uint32))
+            continue
+        ih, iw = t.column("ih")[r].as_py(), t.column("iw")[r].as_py()
+        if ih is None or iw is None:
+            raise LoupeError("segm evaluation needs image sizes; an item has no width/height")
+        if polys[r].is_valid:
+            out.append(np.asarray(polygons.polygon_to_rle(polys[r].as_py(), ih, iw), dtype=np.uint32))
+        else:
+            bx = [t.column(c)[r].as_py() for c in ("x", "y", "width", "height")]
+            out.append(np.asarray(polygons.bbox_to_rle(*bx, ih, iw), dtype=np.uint32))
+    lengths = np.fromiter((len(o) for o in out), dtype=np.int64, count=len(out))
+    offsets = np.zeros(len(out) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(out) if out else np.zeros(0, np.uint32)
+    return values, offsets
