@@ -113,6 +113,17 @@ CREATE TABLE matches (
     error_type    VARCHAR                      -- TIDE type for fp / fn rows
 );
 
+-- Cached COCO evaluation of the last commit (metrics() without a subset reads it).
+CREATE TABLE evaluations (
+    run_id         INTEGER NOT NULL,
+    iou_type       VARCHAR NOT NULL,
+    label_version  INTEGER,
+    class_agnostic BOOLEAN NOT NULL,
+    stats          JSON NOT NULL,              -- the 12 COCO stats by name
+    per_class      JSON NOT NULL,              -- [{label, ap, ap50, ar, gt, predictions}]
+    created_at     TIMESTAMP NOT NULL
+);
+
 CREATE TABLE slices (
     slice_id     INTEGER NOT NULL,
     dataset_id   INTEGER NOT NULL,

@@ -81,3 +81,84 @@ class ModelRun:
             """SELECT i.reference_id, p.annotation_id, p.kind, p.label, p.x, p.y, p.width, p.height, p.polygon, p.mask,
                       p.keypoints, p.keypoint_names, p.confidence, p.class_pdf, p.area, p.metadata::VARCHAR AS metadata
                FROM predictions p JOIN items i USING (item_id) WHERE p.run_id = ? ORDER BY p.seq""", [self.id])
+
+    def patches(
+        self,
+        status: str | Iterable[str] | None = None,
+        query: str | None = None,
+        sort: str = "iou",
+        descending: bool = False,
+        limit: int | None = None,
+        label: str | Iterable[str] | None = None,
+        **kwargs: Any,
+    ) -> pa.Table:
+        """The committed run's objects (GT and predictions) with status, partner and IoU, sorted.
+
+        Thin wrapper of :func:`engine.analysis.patches` (see it for columns and ``error_type``,
+        ``iou_threshold``, ``pairs``). Example: ``run.patches(status="fp", sort="confidence",
+        descending=True, limit=50)``.
+        """
+        from ..analysis.patches import patches
+
+        return patches(self.ws.store, self, status=status, query=query, sort=sort, descending=descending,
+                       limit=limit, label=label, **kwargs)
+
+    # -- evaluation (logic in engine.runs and engine.metrics) ---------------------------------------
+    def commit(
+        self,
+        iou_threshold: float = 0.5,
+        class_agnostic: bool = False,
+        allowed_label_matches: Iterable[tuple[str, str]] | None = None,
+        method: str = "coco",
+        label_version: int | None = None,
+        iou_type: str = "bbox",
+    ) -> dict[str, Any]:
+        """Match predictions to ground truth and index every object as TP / FP / FN.
+
+        Replaces the previous index atomically and caches the COCO stats. See docs/matching.md.
+
+        Example:
+            >>> run.commit(iou_threshold=0.5)["stats"]["AP"]
+        """
+        from ..runs.commit import commit_run
+
+        return commit_run(self.ws.store, self.id, self.dataset_id, iou_threshold=iou_threshold,
+                          class_agnostic=class_agnostic, allowed_label_matches=allowed_label_matches,
+                          method=method, label_version=label_version, iou_type=iou_type)
+
+    def metrics(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None,
+                class_agnostic: bool = False) -> dict[str, Any]:
+        """COCO stats (pycocotools-exact), per-class AP/AR and TP/FP/FN counts at IoU 0.5.
+
+        ``slice`` is a slice name or a list of reference ids; ``label_version`` evaluates against past labels.
+        """
+        from ..metrics.report import coco_metrics
+
+        return coco_metrics(self, iou_type=iou_type, slice=slice, label_version=label_version,
+                            class_agnostic=class_agnostic)
+
+    def pr_curves(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None) -> pa.Table:
+        """PR curves: 101 interpolated precision points per label and IoU threshold (area all, 100 dets)."""
+        from ..metrics.report import pr_curves
+
+        return pr_curves(self, iou_type=iou_type, slice=slice, label_version=label_version)
+
+    def precision_recall(self, iou: float = 0.5, confidence: float = 0.0, slice: Any = None,
+                         label_version: int | None = None) -> pa.Table:
+        """Precision, recall and F1 per label at an IoU and a confidence threshold."""
+        from ..metrics.report import precision_recall
+
+        return precision_recall(self, iou=iou, confidence=confidence, slice=slice, label_version=label_version)
+
+    def confusion_matrix(self, iou: float = 0.5, confidence: float = 0.0, slice: Any = None,
+                         label_version: int | None = None) -> pa.Table:
+        """(gt_label, pred_label, count) with a 'background' row/column for unmatched objects."""
+        from ..metrics.report import confusion_matrix
+
+        return confusion_matrix(self, iou=iou, confidence=confidence, slice=slice, label_version=label_version)
+
+    def error_types(self) -> pa.Table:
+        """TIDE-style error counts per label from the commit index."""
+        from ..metrics.report import error_types
+
+        return error_types(self)

@@ -105,6 +105,7 @@ class Workspace:
             slices = "(SELECT slice_id FROM slices WHERE dataset_id = $ds)"
             for stmt in (
                 f"DELETE FROM matches WHERE run_id IN {runs}",
+                f"DELETE FROM evaluations WHERE run_id IN {runs}",
                 f"DELETE FROM predictions WHERE run_id IN {runs}",
                 "DELETE FROM runs WHERE dataset_id = $ds",
                 f"DELETE FROM slice_items WHERE slice_id IN {slices}",
@@ -162,6 +163,46 @@ class Workspace:
             known = [r[0] for r in self.store.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()]
             raise NotFoundError(f"no run named '{name}'" + (f"; runs: {', '.join(known)}" if known else ""))
         return ModelRun(self, int(row[0]))
+
+    # -- import from files (the formats live in engine.io) --------------------------------------
+    def import_coco(self, path: str | Path, dataset: str, images_dir: str | Path | None = None,
+                    results: str | Path | None = None, run: str | None = None, **options: Any):
+        """Import COCO JSON (instances; a results list becomes a run) into ``dataset`` (created if new).
+
+        Example:
+            >>> ws.import_coco("instances_val2017.json", dataset="coco", images_dir="val2017/",
+            ...                results="detections.json", run="frcnn")
+
+        Options: ``model``, ``check_images``, ``clip``, ``progress``; see :func:`engine.io.coco.import_coco`.
+        Returns an :class:`engine.io.ImportSummary`.
+        """
+        from ..io.coco import import_coco
+
+        return import_coco(self, path, dataset, images_dir=images_dir, results=results, run=run, **options)
+
+    def import_pennfudan(self, root: str | Path, dataset: str, **options: Any):
+        """Import a PennFudan-layout folder (PNGImages/, PedMasks/, Annotation/); see :mod:`engine.io.pennfudan`."""
+        from ..io.pennfudan import import_pennfudan
+
+        return import_pennfudan(self, root, dataset, **options)
+
+    def import_voc(self, root: str | Path, dataset: str, **options: Any):
+        """Import a Pascal VOC folder (Annotations/*.xml, JPEGImages/); see :mod:`engine.io.voc`."""
+        from ..io.voc import import_voc
+
+        return import_voc(self, root, dataset, **options)
+
+    def import_yolo(self, root: str | Path, dataset: str, **options: Any):
+        """Import a YOLO folder (images/, labels/, classes.txt or data.yaml); see :mod:`engine.io.yolo`."""
+        from ..io.yolo import import_yolo
+
+        return import_yolo(self, root, dataset, **options)
+
+    def import_parquet(self, in_dir: str | Path, dataset: str | None = None, **options: Any):
+        """Load a folder written by ``Dataset.export_parquet``; see :mod:`engine.io.parquet`."""
+        from ..io.parquet import import_parquet
+
+        return import_parquet(self, in_dir, dataset, **options)
 
 
 from .dataset import Dataset  # noqa: E402  (type references above)

@@ -54,6 +54,7 @@ class EvalInputs:
     n_images: int
     gt: Side
     dt: Side
+    gt_ann_id0: np.ndarray  # 0 where annotation_id is "0" (pycocotools treats GT id 0 as unmatched), else 1
 
 
 def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
@@ -76,7 +77,7 @@ def gather(
     try:
         kinds = ", ".join(f"'{k}'" for k in GEOMETRY_KINDS)
         gt = con.execute(
-            f"""SELECT a.ann_key AS key, a.item_id, a.label, a.x, a.y, a.width AS w, a.height AS h,
+            f"""SELECT a.ann_key AS key, a.item_id, (a.annotation_id <> '0')::INT AS id_nonzero, a.label, a.x, a.y, a.width AS w, a.height AS h,
                        a.area, a.iscrowd AS crowd
                 FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
                   AND a.kind IN ({kinds}) AND a.x IS NOT NULL {_subset_clause('a', subset)}
@@ -119,7 +120,8 @@ def gather(
             score=_f(d["score"]) if not is_gt else np.full(n, np.nan),
         )
 
-    return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False))
+    return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False),
+                      gt_ann_id0=np.asarray(gt["id_nonzero"], dtype=np.int64))
 
 
 def _f(a) -> np.ndarray:
@@ -167,8 +169,7 @@ def _sorted_pairs(di, gi, iou) -> Pairs:
     return Pairs(dt=di[order], gt=gi[order], iou=iou[order])
 
 
-def mask_pairs(store: Store, inp: EvalInputs, dataset_id: int, run_id: int, label_version: int | None,
-               same_category: bool = True) -> Pairs:
+def mask_pairs(store: Store, inp: EvalInputs, same_category: bool = True) -> Pairs:
     """Pairs with mask IoU (COCO RLE; polygons rasterized as pycocotools does; crowd = dt area union)."""
     from udfs import rle
 
