@@ -38,7 +38,7 @@ def eval_cmd(gt: str, results: str, iou_type: str, as_json: bool) -> None:
     import numpy as np
 
     with engine.connect() as ws:
-        ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False,
+        ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
                        progress=progress_printer("import"))
         run = ws.get_run("eval")
         run.commit(iou_type=iou_type)

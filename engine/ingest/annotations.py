@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Store
-from .checks import METADATA_RULE, Rule, enforce, finite
+from .checks import METADATA_RULE, Rule, enforce, finite, present_columns
 from .geometry import infer_kind, mask_areas_boxes, polygon_areas, polygon_boxes
 from .schema import ANNOTATION_COLUMNS, KINDS, normalize
 
@@ -28,26 +28,28 @@ _BASE_RULES = [
     Rule("reference_id", "__item_id IS NULL", "unknown reference_id (append the item first)"),
     Rule("kind", f"kind NOT IN ({', '.join(repr(k) for k in KINDS)})", f"kind must be one of {list(KINDS)}"),
     Rule("label", "label IS NULL OR trim(label) = ''", "label is missing or empty"),
-    Rule("annotation_id", "annotation_id IS NOT NULL AND trim(annotation_id) = ''", "annotation_id is empty"),
+    Rule("annotation_id", "annotation_id IS NOT NULL AND trim(annotation_id) = ''", "annotation_id is empty",
+         needs=("annotation_id",)),
     Rule("annotation_id", "annotation_id IS NOT NULL AND count(*) OVER (PARTITION BY reference_id, annotation_id) > 1",
-         "duplicate annotation_id in batch"),
+         "duplicate annotation_id in batch", needs=("annotation_id",)),
     Rule("x", f"kind = 'box' AND {finite('x')}", "box x is missing, NaN or infinite"),
     Rule("y", f"kind = 'box' AND {finite('y')}", "box y is missing, NaN or infinite"),
     Rule("width", f"kind = 'box' AND {finite('width')}", "box width is missing, NaN or infinite"),
     Rule("height", f"kind = 'box' AND {finite('height')}", "box height is missing, NaN or infinite"),
-    Rule("width", "width < 0", "box width is negative"),
-    Rule("height", "height < 0", "box height is negative"),
+    Rule("width", "width < 0", "box width is negative", needs=("width",)),
+    Rule("height", "height < 0", "box height is negative", needs=("height",)),
     Rule("polygon", "kind = 'polygon' AND polygon IS NULL", "polygon annotation without polygon"),
     Rule("mask", "kind = 'segmentation' AND mask IS NULL", "segmentation annotation without mask"),
     Rule("mask", "mask IS NOT NULL AND __img_h IS NOT NULL AND (mask_height <> __img_h OR mask_width <> __img_w)",
-         "mask size differs from the image size"),
+         "mask size differs from the image size", needs=("mask",)),
     Rule("keypoints", "kind = 'keypoints' AND (keypoints IS NULL OR len(keypoints) % 3 <> 0)",
          "keypoints must be a flat list of x, y, v triples"),
     Rule("keypoints", "keypoints IS NOT NULL AND list_bool_or([isnan(v) OR isinf(v) FOR v IN keypoints])",
-         "keypoints contain NaN or infinite values"),
+         "keypoints contain NaN or infinite values", needs=("keypoints",)),
     Rule("keypoint_names", "keypoint_names IS NOT NULL AND len(keypoint_names) * 3 <> len(keypoints)",
-         "keypoint_names must name every keypoint"),
-    Rule("area", "area IS NOT NULL AND (isnan(area) OR isinf(area) OR area < 0)", "area must be finite and >= 0"),
+         "keypoint_names must name every keypoint", needs=("keypoint_names",)),
+    Rule("area", "area IS NOT NULL AND (isnan(area) OR isinf(area) OR area < 0)", "area must be finite and >= 0",
+         needs=("area",)),
     METADATA_RULE,
 ]
 _OUTSIDE = (
@@ -56,13 +58,13 @@ _OUTSIDE = (
 )
 _PRED_RULES = [
     Rule("confidence", "confidence IS NOT NULL AND (isnan(confidence) OR isinf(confidence))",
-         "confidence is NaN or infinite"),
+         "confidence is NaN or infinite", needs=("confidence",)),
     Rule("class_pdf", "class_pdf IS NOT NULL AND list_bool_or([isnan(v) OR isinf(v) OR v < 0 FOR v IN map_values(class_pdf)])",
-         "class_pdf values must be finite and >= 0"),
+         "class_pdf values must be finite and >= 0", needs=("class_pdf",)),
 ]
 _GT_RULES = [
-    Rule("confidence", "confidence IS NOT NULL", "confidence is only for predictions"),
-    Rule("class_pdf", "class_pdf IS NOT NULL", "class_pdf is only for predictions"),
+    Rule("confidence", "confidence IS NOT NULL", "confidence is only for predictions", needs=("confidence",)),
+    Rule("class_pdf", "class_pdf IS NOT NULL", "class_pdf is only for predictions", needs=("class_pdf",)),
 ]
 
 
@@ -87,18 +89,34 @@ def prepare(table: pa.Table, what: str) -> pa.Table:
     return t.append_column("__row", pa.array(np.arange(t.num_rows, dtype=np.int64)))
 
 
+# SQL types of the batch columns, for the all-NULL ones the view supplies as typed NULL literals
+_SQL_TYPES = {
+    "polygon": "DOUBLE[][]", "mask": "UINTEGER[]", "keypoints": "DOUBLE[]", "keypoint_names": "VARCHAR[]",
+    "class_pdf": "MAP(VARCHAR, DOUBLE)", "metadata": "VARCHAR", "annotation_id": "VARCHAR",
+    "mask_height": "BIGINT", "mask_width": "BIGINT", "confidence": "DOUBLE", "area": "DOUBLE",
+}
+
+
 def _register(store: Store, t: pa.Table, dataset_id: int) -> str:
-    """Register the batch and a view joining it to its items (``__item_id``, image size)."""
+    """Register the batch and a view joining it to its items (``__item_id``, image size).
+
+    Columns that are entirely NULL are not scanned from Arrow (converting empty nested columns
+    costs as much as real data) but appear in the view as typed NULLs.
+    """
     con = store.con
     raw = f"__ann_raw_{id(t)}"
     view = f"__ann_batch_{id(t)}"
-    con.register(raw, t)
-    con.execute(
-        f"""CREATE OR REPLACE TEMP VIEW {view} AS
-            SELECT b.*, i.item_id AS __item_id, i.height AS __img_h, i.width AS __img_w
-            FROM {raw} b LEFT JOIN (SELECT * FROM items WHERE dataset_id = {int(dataset_id)}) i
-              ON i.reference_id = b.reference_id"""
-    )
+    absent = [c for c in t.column_names if c in _SQL_TYPES and t.column(c).null_count == t.num_rows]
+    # the item join (reference_id -> item_id, image size) once, as an Arrow hash lookup, instead of
+    # a SQL join re-run by every query over the view
+    items = store.arrow("SELECT reference_id, item_id, height, width FROM items WHERE dataset_id = ?", [dataset_id])
+    pos = pc.index_in(t.column("reference_id"), value_set=items.column("reference_id").combine_chunks())
+    b = t.drop_columns(absent)
+    for name, col in (("__item_id", "item_id"), ("__img_h", "height"), ("__img_w", "width")):
+        b = b.append_column(name, items.column(col).combine_chunks().take(pos))
+    con.register(raw, b)
+    nulls = "".join(f", NULL::{_SQL_TYPES[c]} AS {c}" for c in absent)
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT b.*{nulls} FROM {raw} b")
     return view
 
 
@@ -131,9 +149,19 @@ def _fill_polygon_areas(store: Store, t: pa.Table, dataset_id: int) -> pa.Table:
     return t.set_column(t.schema.get_field_index("area"), "area", pa.array(area, from_pandas=True))
 
 
-def _geometry_cte(view: str, clip: bool) -> str:
+def _outside_rules(clip: bool | str) -> list[Rule]:
+    """Boxes outside the image: refused (clip=False), clipped (True) or kept as given ("keep",
+    what pycocotools does; ``loupe eval`` uses it so results files evaluate unchanged)."""
+    if clip not in (False, True, "keep"):
+        raise ValueError(f"clip must be False, True or 'keep', got {clip!r}")
+    if clip is False:
+        return [Rule("x", _OUTSIDE, "box lies outside the image (pass clip=True to clip it)")]
+    return []
+
+
+def _geometry_cte(view: str, clip: bool | str) -> str:
     """The batch with final box ``gx, gy, gw, gh`` (clipped to the image if asked) and COCO ``garea``."""
-    if clip:
+    if clip is True:
         x1 = "CASE WHEN __img_w IS NULL THEN x + width ELSE least(x + width, __img_w) END"
         y1 = "CASE WHEN __img_h IS NULL THEN y + height ELSE least(y + height, __img_h) END"
         box = (f"greatest(x, 0) AS gx, greatest(y, 0) AS gy, greatest({x1} - greatest(x, 0), 0) AS gw, "
@@ -164,20 +192,23 @@ def write_annotations(
     view = _register(store, t, dataset_id)
     con = store.con
     try:
-        rules = _BASE_RULES + _GT_RULES + ([] if clip else [Rule("x", _OUTSIDE, "box lies outside the image (pass clip=True to clip it)")])
-        enforce(con, view, rules, with_annotation_id=True)
+        rules = _BASE_RULES + _GT_RULES + _outside_rules(clip)
+        enforce(con, view, rules, with_annotation_id=True, present=present_columns(t))
         with store.transaction():
             cur_v = int(con.execute("SELECT label_version FROM datasets WHERE dataset_id = ?", [dataset_id]).fetchone()[0])
             v = cur_v + 1
-            # stable ids for rows without one: content hash + occurrence number
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE __ann_in AS
-                    SELECT g.*, coalesce(annotation_id,
+            # stable ids for rows without one: content hash + occurrence number (the window is only
+            # computed when some row lacks an id)
+            aid = "annotation_id" if t.column("annotation_id").null_count == 0 else (
+                """coalesce(annotation_id,
                         'h' || substr(md5(concat_ws('|', kind, label, gx, gy, gw, gh, polygon::VARCHAR,
                                                     hash(mask), keypoints::VARCHAR)), 1, 16)
                         || '-' || row_number() OVER (PARTITION BY reference_id, kind, label, gx, gy, gw, gh,
                                                      polygon::VARCHAR, hash(mask), keypoints::VARCHAR ORDER BY __row)
-                    ) AS __aid
+                    )""")
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE __ann_in AS
+                    SELECT g.*, {aid} AS __aid
                     FROM {_geometry_cte(view, clip)} g"""
             )
             cur = f"(SELECT * FROM annotations WHERE dataset_id = {int(dataset_id)} AND valid_to IS NULL)"
@@ -241,8 +272,8 @@ def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Tabl
     view = _register(store, t, dataset_id)
     con = store.con
     try:
-        rules = _BASE_RULES + _PRED_RULES + ([] if clip else [Rule("x", _OUTSIDE, "box lies outside the image (pass clip=True to clip it)")])
-        enforce(con, view, rules, with_annotation_id=True)
+        rules = _BASE_RULES + _PRED_RULES + _outside_rules(clip)
+        enforce(con, view, rules, with_annotation_id=True, present=present_columns(t))
         with store.transaction():
             k0 = store.next_key("predictions", "pred_key")
             con.execute(

@@ -76,9 +76,12 @@ def commit_run(
                 [label_version, json.dumps(params), run_id])
     finally:
         con.unregister("__new_matches")
-    status = table.column("status").to_numpy(zero_copy_only=False)
-    return {"tp": int((status[: len(inp.dt)] == "tp").sum()), "fp": int((status == "fp").sum()),
-            "fn": int((status == "fn").sum()), "ignored": int((status == "ignored").sum()),
+    counts = {(r["source"], r["status"]): r["count_all"] for r in
+              table.select(["source", "status"]).cast(pa.schema([("source", pa.string()), ("status", pa.string())]))
+              .group_by(["source", "status"]).aggregate([([], "count_all")]).to_pylist()}
+    return {"tp": int(counts.get(("prediction", "tp"), 0)), "fp": int(counts.get(("prediction", "fp"), 0)),
+            "fn": int(counts.get(("gt", "fn"), 0)),
+            "ignored": int(counts.get(("prediction", "ignored"), 0) + counts.get(("gt", "ignored"), 0)),
             "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 
@@ -132,17 +135,44 @@ def _match(ev: RunEvaluation, cross: Pairs, thr: float, allowed: set, method: st
     return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
 
 
-def _group_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per index: the max IoU and the ``other`` index achieving it (NaN / -1 when none)."""
+def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per index (``idx`` sorted): max IoU and the first ``other`` reaching it (NaN / -1 when none).
+
+    IoUs of -inf mark rows to leave out. O(rows): one ``maximum.reduceat`` pass, no sort.
+    """
     best = np.full(n, np.nan)
     arg = np.full(n, -1, np.int64)
-    if len(idx):
-        o = np.lexsort((-iou, idx))
-        first = np.r_[True, idx[o][1:] != idx[o][:-1]]
-        sel = o[first]
-        best[idx[sel]] = iou[sel]
-        arg[idx[sel]] = other[sel]
+    if len(idx) == 0:
+        return best, arg
+    starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+    seg_max = np.maximum.reduceat(iou, starts)
+    lengths = np.diff(np.r_[starts, len(idx)])
+    hit = np.flatnonzero(iou == np.repeat(seg_max, lengths))
+    seg_of_hit = np.searchsorted(starts, hit, side="right") - 1
+    first = hit[np.r_[True, seg_of_hit[1:] != seg_of_hit[:-1]]]
+    owner = idx[first]
+    ok = np.isfinite(iou[first])
+    best[owner[ok]] = iou[first][ok]
+    arg[owner[ok]] = other[first][ok]
     return best, arg
+
+
+def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
+    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU."""
+    best, arg = _segment_best(idx, iou, other, n)
+    s, _ = _segment_best(idx, np.where(same, iou, -np.inf), other, n)
+    o, _ = _segment_best(idx, np.where(same, -np.inf, iou), other, n)
+    return best, arg, np.nan_to_num(s, nan=0.0), np.nan_to_num(o, nan=0.0)
+
+
+_STATUS = pa.array(["tp", "fp", "fn", "ignored"], pa.string())
+_ERRORS = pa.array(["duplicate", "classification", "localization", "both", "background", "missed",
+                    "beyond_max_dets"], pa.string())
+
+
+def _dict(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
+    """A dictionary-encoded string column (-1 = NULL) without building Python strings per row."""
+    return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=codes < 0), dictionary)
 
 
 def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: GreedyResult, thr: float,
@@ -155,26 +185,20 @@ def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: 
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
     # best IoU across labels, same-label and other-label maxima (for error types)
-    same = d.label[cross.dt] == g.label[cross.gt]
-    d_best, d_arg = _group_best(cross.dt, cross.iou, cross.gt, nd)
-    d_same, _ = _group_best(cross.dt[same], cross.iou[same], cross.gt[same], nd)
-    d_other, _ = _group_best(cross.dt[~same], cross.iou[~same], cross.gt[~same], nd)
-    g_best, g_arg = _group_best(cross.gt, cross.iou, cross.dt, ng)
-    g_same, _ = _group_best(cross.gt[same], cross.iou[same], cross.dt[same], ng)
-    g_other, _ = _group_best(cross.gt[~same], cross.iou[~same], cross.dt[~same], ng)
-    d_same, d_other, g_same, g_other = (np.nan_to_num(a, nan=0.0) for a in (d_same, d_other, g_same, g_other))
+    same = d.label[cross.dt] == g.label[cross.gt] if len(cross.dt) else np.zeros(0, bool)
+    d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
+    by_gt = np.argsort(cross.gt, kind="stable")
+    g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
 
-    d_status = np.where(dm >= 0, np.where(m.dt_ignored, "ignored", "tp"), "fp").astype(object)
-    d_status[dropped] = "ignored"
-    d_err = np.where(d_same >= thr, "duplicate", np.where(d_other >= thr, "classification",
-                     np.where(d_same >= BG_IOU, "localization", np.where(d_other >= BG_IOU, "both", "background"))))
-    d_err = np.where(d_status == "fp", d_err, None).astype(object)
-    d_err[dropped] = "beyond_max_dets"
-
-    g_status = np.where(g.crowd, "ignored", np.where(gm >= 0, "tp", "fn")).astype(object)
-    g_err = np.where(np.maximum(g_same, g_other) < BG_IOU, "missed", np.where(
-        g_same >= BG_IOU, "localization", np.where(g_other >= thr, "classification", "both")))
-    g_err = np.where(g_status == "fn", g_err, None).astype(object)
+    # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
+    d_status = np.where(dm >= 0, np.where(m.dt_ignored, 3, 0), 1).astype(np.int8)
+    d_status[dropped] = 3
+    d_err = np.select([d_same >= thr, d_other >= thr, d_same >= BG_IOU, d_other >= BG_IOU], [0, 1, 2, 3], 4)
+    d_err = np.where(d_status == 1, d_err, -1).astype(np.int8)
+    d_err[dropped] = 6
+    g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
+    g_err = np.select([np.maximum(g_same, g_other) < BG_IOU, g_same >= BG_IOU, g_other >= thr], [5, 2, 1], 3)
+    g_err = np.where(g_status == 2, g_err, -1).astype(np.int8)
 
     def keys(side_keys: np.ndarray, idx: np.ndarray) -> pa.Array:
         k = np.where(idx >= 0, side_keys[np.maximum(idx, 0)] if len(side_keys) else 0, 0)
@@ -186,28 +210,28 @@ def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: 
     pred_rows = pa.table({
         "run_id": pa.array(np.full(nd, run_id, np.int32)),
         "iou_threshold": pa.array(np.full(nd, thr)),
-        "source": pa.array(np.full(nd, "prediction", object), pa.string()),
+        "source": _dict(np.zeros(nd, np.int8), pa.array(["prediction"])),
         "ann_key": keys(g.key, dm),
         "pred_key": pa.array(d.key, pa.int64()),
         "item_id": pa.array(d.item_id, pa.int64()),
         "iou": f64(partner_iou),
         "best_iou": f64(d_best),
         "best_iou_key": keys(g.key, d_arg),
-        "status": pa.array(d_status, pa.string()),
-        "error_type": pa.array(d_err, pa.string()),
+        "status": _dict(d_status, _STATUS),
+        "error_type": _dict(d_err, _ERRORS),
     })
     gt_rows = pa.table({
         "run_id": pa.array(np.full(ng, run_id, np.int32)),
         "iou_threshold": pa.array(np.full(ng, thr)),
-        "source": pa.array(np.full(ng, "gt", object), pa.string()),
+        "source": _dict(np.zeros(ng, np.int8), pa.array(["gt"])),
         "ann_key": pa.array(g.key, pa.int64()),
         "pred_key": keys(d.key, gm),
         "item_id": pa.array(g.item_id, pa.int64()),
         "iou": f64(gt_partner_iou),
         "best_iou": f64(g_best),
         "best_iou_key": keys(d.key, g_arg),
-        "status": pa.array(g_status, pa.string()),
-        "error_type": pa.array(g_err, pa.string()),
+        "status": _dict(g_status, _STATUS),
+        "error_type": _dict(g_err, _ERRORS),
     })
     return pa.concat_tables([pred_rows, gt_rows])
 

@@ -12,6 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..api.dataset import label_state
 from ..errors import LoupeError
@@ -112,7 +113,7 @@ def gather(
             key=np.asarray(d["key"], dtype=np.int64),
             item_id=item,
             img=np.searchsorted(images, item).astype(np.int64),
-            cat=np.fromiter((lab_idx[v] for v in lab), dtype=np.int64, count=n),
+            cat=_label_index(lab, lab_idx),
             label=lab,
             x=_f(d["x"]), y=_f(d["y"]), w=_f(d["w"]), h=_f(d["h"]),
             area=_area(d, n),
@@ -122,6 +123,16 @@ def gather(
 
     return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False),
                       gt_ann_id0=np.asarray(gt["id_nonzero"], dtype=np.int64))
+
+
+def _label_index(lab: np.ndarray, lab_idx: dict[str, int]) -> np.ndarray:
+    """Category index of each label (vectorized through Arrow's hash lookup)."""
+    if len(lab) == 0:
+        return np.zeros(0, np.int64)
+    keys = list(lab_idx)
+    pos = pc.index_in(pa.array(lab, pa.string()), value_set=pa.array(keys, pa.string()))
+    codes = np.asarray([lab_idx[k] for k in keys], dtype=np.int64)
+    return codes[np.asarray(pos, dtype=np.int64)]
 
 
 def _f(a) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 def random_pair(seed: int, n_images: int = 12, n_cats: int = 4, max_gt: int = 8, max_dt: int = 14,
                 first_ann_id: int = 0) -> tuple[dict, list[dict]]:
     """A COCO GT dict and a results list: crowds, score and IoU ties, empty images, images with
-    only detections, a category without GT, touching and zero-area boxes, annotation id 0."""
+    only detections, a category without GT, touching and zero-area boxes, annotation id 0,
+    detections crossing the image border."""
     rng = np.random.default_rng(seed)
     W, H = 200, 160
     images = [{"id": int(i), "file_name": f"img{i:04d}.jpg", "width": W, "height": H}
@@ -47,7 +48,8 @@ def random_pair(seed: int, n_images: int = 12, n_cats: int = 4, max_gt: int = 8,
                 x, y = float(rng.integers(0, W - 10)), float(rng.integers(0, H - 10))
                 w, h = float(rng.integers(1, 80)), float(rng.integers(1, 80))
             x, y = min(max(x, 0.0), W - 1.0), min(max(y, 0.0), H - 1.0)
-            w, h = min(w, W - x), min(h, H - y)
+            if rng.random() > 0.05:  # else: crosses the image border (pycocotools keeps it as is)
+                w, h = min(w, W - x), min(h, H - y)
             score = float(rng.choice([0.5, 0.9, 0.25])) if rng.random() < 0.3 else float(np.round(rng.random(), 3))
             dets.append({"image_id": im["id"], "category_id": int(rng.integers(1, n_cats + 2)),
                          "bbox": [x, y, w, h], "score": score})

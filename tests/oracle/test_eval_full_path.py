@@ -100,7 +100,7 @@ def test_commit_index_equals_pycocotools_matches(tmp_path, seed):
         for j, gid in enumerate(e["gtIds"]):
             want_gt[gid] = "ignored" if e["gtIgnore"][j] else ("tp" if e["gtMatches"][0, j] > 0 else "fn")
     with engine.connect() as ws:
-        ws.import_coco(g, dataset="d", results=r, run="run", check_images=False)
+        ws.import_coco(g, dataset="d", results=r, run="run", check_images=False, clip="keep")
         ws.get_run("run").commit(iou_threshold=0.5)
         rows = ws.sql(
             """SELECT m.source, m.status, p.seq AS pseq, a.annotation_id FROM matches m
