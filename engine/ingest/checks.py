@@ -5,7 +5,9 @@ A rule finds the first offending row (by ``__row``) so the error names that reco
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Collection, Sequence
+
+import duckdb
 
 from ..errors import ValidationError
 from .schema import record_name
@@ -16,10 +18,38 @@ class Rule:
     field: str
     predicate: str  # SQL, true for a BAD row; columns of the batch view are in scope
     message: str
+    needs: tuple[str, ...] = ()  # columns that must hold a value somewhere for the rule to be able to fire
 
 
-def enforce(con, view: str, rules: Sequence[Rule], params: dict | None = None, with_annotation_id: bool = False) -> None:
-    """Raise ValidationError for the first row (lowest ``__row``) breaking any rule."""
+def enforce(con, view: str, rules: Sequence[Rule], params: dict | None = None, with_annotation_id: bool = False,
+            present: Collection[str] | None = None) -> None:
+    """Raise ValidationError for the first row (lowest ``__row``) breaking any rule (rules in order).
+
+    All rules are evaluated in ONE scan of the batch (each rule's lowest bad ``__row`` as a
+    ``min``); only when that query itself fails (a predicate erroring on some row) are the rules
+    run one by one, which reports the same first violation. With ``present`` (the columns that
+    hold at least one value), rules whose ``needs`` columns are all NULL are skipped: they
+    cannot fire.
+    """
+    if present is not None:
+        rules = [r for r in rules if all(c in present for c in r.needs)]
+    if not rules:
+        return
+    cases = ", ".join(f"CASE WHEN coalesce(({r.predicate}), FALSE) THEN __row END AS __b{i}" for i, r in enumerate(rules))
+    firsts = ", ".join(f"min(__b{i})" for i in range(len(rules)))
+    try:
+        found = con.execute(f"SELECT {firsts} FROM (SELECT __row, {cases} FROM {view})", params or {}).fetchone()
+    except duckdb.Error:
+        _enforce_each(con, view, rules, params, with_annotation_id)
+        return
+    for rule, row in zip(rules, found):
+        if row is not None:
+            ann = "annotation_id" if with_annotation_id else "NULL"
+            ref, aid = con.execute(f"SELECT reference_id, {ann} FROM {view} WHERE __row = $r", {"r": row}).fetchone()
+            raise ValidationError(rule.message, record=record_name(ref, row, aid), field=rule.field)
+
+
+def _enforce_each(con, view: str, rules: Sequence[Rule], params: dict | None, with_annotation_id: bool) -> None:
     ann = "annotation_id" if with_annotation_id else "NULL"
     for rule in rules:
         row = con.execute(
@@ -37,6 +67,12 @@ def finite(col: str) -> str:
 
 METADATA_RULE = Rule(
     "metadata",
-    "metadata IS NOT NULL AND (NOT json_valid(metadata) OR json_type(metadata::JSON) <> 'OBJECT')",
+    "metadata IS NOT NULL AND coalesce(json_type(TRY_CAST(metadata AS JSON)) <> 'OBJECT', TRUE)",
     "metadata must be a JSON object",
+    needs=("metadata",),
 )
+
+
+def present_columns(table) -> set[str]:
+    """Columns of an Arrow table holding at least one non-NULL value."""
+    return {c for c in table.column_names if table.column(c).null_count < table.num_rows}

@@ -15,18 +15,17 @@ from .schema import record_name
 
 
 def infer_kind(t: pa.Table) -> pa.Array:
-    """Fill a NULL ``kind`` from which geometry is present."""
-    kind = t.column("kind").to_numpy(zero_copy_only=False).astype(object)
-    missing = np.array([k is None for k in kind])
-    if not missing.any():
-        return pa.array(kind, pa.string())
-    has = lambda c: ~np.asarray(pc.is_null(t.column(c)))  # noqa: E731
-    guess = np.where(has("mask"), "segmentation",
-            np.where(has("polygon"), "polygon",
-            np.where(has("keypoints"), "keypoints",
-            np.where(has("x") | has("width"), "box", "category"))))
-    kind[missing] = guess[missing]
-    return pa.array(kind, pa.string())
+    """Fill a NULL ``kind`` from which geometry is present (Arrow compute, no Python loop)."""
+    kind = t.column("kind").combine_chunks()
+    if kind.null_count == 0:
+        return kind
+    has = lambda c: pc.is_valid(t.column(c))  # noqa: E731
+    guess = pc.if_else(has("mask"), "segmentation",
+            pc.if_else(has("polygon"), "polygon",
+            pc.if_else(has("keypoints"), "keypoints",
+            pc.if_else(pc.or_(has("x"), has("width")), "box", "category"))))
+    out = pc.coalesce(kind, guess)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
 
 
 def polygon_boxes(t: pa.Table) -> tuple[np.ndarray, ...]:
