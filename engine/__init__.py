@@ -7,6 +7,7 @@ Example:
     >>> ds.append([engine.DatasetItem("a.png", "a", width=640, height=480)], check_images=False)
     >>> ds.annotate([engine.BoxAnnotation("pedestrian", "a", x=10, y=20, width=30, height=60)])
 """
+from .analysis import crops
 from .api import Dataset, Model, ModelRun, Workspace, connect
 from .errors import (
     AlreadyExistsError,
@@ -32,10 +33,26 @@ from .objects import (
     SegmentationPrediction,
 )
 
+from .slices import Slice
+from queries import DSLError, DSLNameError, DSLSyntaxError, DSLTypeError
+
+
+def explain(dsl: str, dialect: str = "duckdb", objects: bool = False, run: str | None = None) -> str:
+    """The SQL a DSL query compiles to (no workspace: names unchecked, ids as ``$placeholders``).
+
+    Example:
+        >>> print(engine.explain('annotations.pedestrian >= 4', dialect="spark"))
+    """
+    from .query_runner import explain as _explain
+
+    return _explain(dsl, dialect, run=run, objects=objects)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "Workspace", "Dataset", "Model", "ModelRun",
+    "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops",
+    "explain", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
     "LoupeError", "ValidationError", "NotFoundError", "AlreadyExistsError", "WorkspaceLocked", "SchemaVersionError",
     "DatasetItem", "Point", "Keypoint",
     "BoxAnnotation", "PolygonAnnotation", "SegmentationAnnotation", "CategoryAnnotation", "KeypointsAnnotation",

@@ -211,7 +211,23 @@ def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
             cols[name].append(row.get(name))
     from .ingest.schema import annotation_schema
 
-    return pa.table(cols, schema=annotation_schema())
+    try:
+        return pa.table(cols, schema=annotation_schema())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        schema = annotation_schema()
+        for name in cols:  # error path: find the field and row that do not fit
+            typ = schema.field(name).type
+            for i, v in enumerate(cols[name]):
+                try:
+                    pa.array([v], typ)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+                    ref = cols["reference_id"][i]
+                    aid = cols["annotation_id"][i]
+                    from .ingest.schema import record_name
+
+                    raise ValidationError(f"wrong type: {v!r} is not {typ}", record=record_name(ref, i, aid),
+                                          field=name) from None
+        raise
 
 
 def _pdf(pdf: Mapping[str, float] | None) -> list[tuple[str, float]] | None:
@@ -219,7 +235,7 @@ def _pdf(pdf: Mapping[str, float] | None) -> list[tuple[str, float]] | None:
 
 
 def _mask_counts(mask: Any, o: Any, i: int) -> tuple[list[int], int, int]:
-    from udfs import rle
+    from udfs import masks, rle
 
     from .errors import ValidationError
 
@@ -228,7 +244,7 @@ def _mask_counts(mask: Any, o: Any, i: int) -> tuple[list[int], int, int]:
         try:
             size = mask["size"]
             h, w = int(size[0]), int(size[1])
-            counts = rle.rle_from_coco(dict(mask), h, w)
+            counts = masks.rle_from_coco(dict(mask), h, w)
         except Exception as e:  # noqa: BLE001 - any malformed RLE is a validation error
             raise ValidationError(f"malformed RLE: {e}", record=record, field="mask") from None
         return [int(c) for c in counts], h, w

@@ -137,3 +137,57 @@ CREATE TABLE slices (
 
 CREATE TABLE slice_items (slice_id INTEGER NOT NULL, item_id BIGINT NOT NULL);
 CREATE TABLE slice_objects (slice_id INTEGER NOT NULL, ann_key BIGINT, pred_key BIGINT);
+
+-- Row-level log of label corrections (engine/corrections.py): which annotation changed how, who and why.
+-- The rows themselves stay in `annotations` (valid_from / valid_to); this adds the per-object reason.
+CREATE TABLE label_changes (
+    dataset_id    INTEGER NOT NULL,
+    version       INTEGER NOT NULL,            -- the label version the change opened
+    item_id       BIGINT NOT NULL,
+    annotation_id VARCHAR NOT NULL,
+    action        VARCHAR NOT NULL,            -- add | change | delete | restore
+    old_ann_key   BIGINT,                      -- the row replaced or deleted (NULL for add)
+    new_ann_key   BIGINT,                      -- the row written (NULL for delete)
+    fields        VARCHAR[],                   -- what a change touched (label, box, iscrowd, metadata)
+    reason        VARCHAR,
+    author        VARCHAR,
+    created_at    TIMESTAMP NOT NULL
+);
+
+-- Scenario tests (engine/scenarios.py): a named slice + criteria text (queries/scenario.lark).
+CREATE TABLE scenarios (
+    scenario_id     INTEGER NOT NULL,
+    dataset_id      INTEGER NOT NULL,
+    name            VARCHAR NOT NULL,          -- unique per dataset
+    slice           VARCHAR,                   -- slice name; NULL = the whole dataset
+    criteria        VARCHAR NOT NULL,
+    description     VARCHAR,
+    baseline_run_id INTEGER,                   -- default baseline for comparisons
+    created_at      TIMESTAMP NOT NULL
+);
+
+-- One evaluation of a scenario for a run (history: never overwritten).
+CREATE TABLE scenario_evaluations (
+    evaluation_id   INTEGER NOT NULL,
+    scenario_id     INTEGER NOT NULL,
+    run_id          INTEGER NOT NULL,
+    baseline_run_id INTEGER,
+    label_version   INTEGER NOT NULL,
+    criteria        VARCHAR NOT NULL,          -- the criteria text as evaluated
+    passed          BOOLEAN NOT NULL,
+    evaluated_at    TIMESTAMP NOT NULL
+);
+
+-- One row per criterion of an evaluation.
+CREATE TABLE scenario_results (
+    evaluation_id   INTEGER NOT NULL,
+    position        INTEGER NOT NULL,          -- criterion index in the criteria text
+    criterion       VARCHAR NOT NULL,          -- normalized text, e.g. bbox_recall(iou_threshold=0.5) > 0.8
+    function        VARCHAR NOT NULL,
+    params          JSON NOT NULL,
+    op              VARCHAR NOT NULL,
+    threshold       DOUBLE,                    -- the bound compared against (baseline-relative ones resolved)
+    value           DOUBLE,                    -- the run's metric (NULL: undefined, e.g. no GT in the slice)
+    baseline_value  DOUBLE,
+    passed          BOOLEAN NOT NULL
+);

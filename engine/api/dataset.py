@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
@@ -12,6 +13,7 @@ from ..ingest.items import append_items
 from ._inputs import annotations_table, items_table
 
 if TYPE_CHECKING:
+    from ..slices import Slice
     from .workspace import Workspace
 
 ANNOTATION_FIELDS = (
@@ -166,6 +168,20 @@ class Dataset:
     def label_version(self) -> int:
         return int(self._store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [self.id]))
 
+    # -- export (the formats live in engine.io) --------------------------------------------------
+    def export_coco(self, path: str | Path, run: str | None = None) -> dict[str, int]:
+        """Write the current ground truth as COCO JSON (original image/category/annotation ids when
+        imported from COCO); with ``run``, that run's predictions as a COCO results file instead."""
+        from ..io.coco import export_coco
+
+        return export_coco(self, path, run=run)
+
+    def export_parquet(self, out_dir: str | Path, run: str | None = None) -> dict[str, Any]:
+        """Write items.parquet, annotations.parquet (+ predictions.parquet of ``run``) and manifest.json."""
+        from ..io.parquet import export_parquet
+
+        return export_parquet(self, out_dir, run=run)
+
     # -- summary -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Counts: items, annotations by kind and label, runs, label version."""
@@ -194,3 +210,74 @@ class Dataset:
                    SELECT i.item_id, count(a.ann_key) AS n FROM items i
                    LEFT JOIN annotations a ON a.item_id = i.item_id AND a.valid_to IS NULL
                    WHERE i.dataset_id = ? GROUP BY i.item_id) GROUP BY n ORDER BY n""", [self.id])
+
+    # -- analysis ------------------------------------------------------------------------------
+    def insights(self, slice: Any = None, run: Any = None, **kwargs: Any) -> dict[str, pa.Table]:
+        """Label, box-size and metadata distributions (and a committed run's errors) as Arrow tables.
+
+        Thin wrapper of :func:`engine.analysis.insights` (see it for the tables; ``bins``,
+        ``iou_threshold``). ``slice``: a slice name, a Slice or a list of reference ids; ``run``: a
+        run or its name.
+        """
+        from ..analysis.insights import insights
+
+        if isinstance(run, str):
+            run = self.ws.get_run(run)
+        return insights(self, slice=slice, run=run, **kwargs)
+
+    # -- queries and slices (logic in engine/query_runner.py and engine/slices.py) --------------------
+    def query(self, dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
+              offset: int | None = None) -> pa.Table:
+        """Items matching a DSL query, with the columns of :meth:`items` (docs/query-language.md).
+
+        Example:
+            >>> ds.query("annotations.pedestrian >= 4 AND metadata.camera = 'rear'")
+            >>> ds.query("predictions.fp > 0", run="frcnn", order_by="predictions.fp DESC", limit=20)
+        """
+        from ..query_runner import query_items
+
+        return query_items(self, dsl, run, order_by, limit, offset)
+
+    def query_objects(self, dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
+                      offset: int | None = None) -> pa.Table:
+        """Annotations (and, with ``run``, predictions with their match rows) matching a DSL query.
+
+        Example:
+            >>> ds.query_objects('status = "fp" AND confidence > 0.8', run="frcnn", order_by="confidence DESC")
+        """
+        from ..query_runner import query_objects
+
+        return query_objects(self, dsl, run, order_by, limit, offset)
+
+    def explain(self, dsl: str, run: Any = None, objects: bool = False, dialect: str = "duckdb") -> str:
+        """The SQL a DSL query runs on this dataset (``dialect``: duckdb, spark, trino, postgres)."""
+        from ..query_runner import explain
+
+        return explain(dsl, dialect, ds=self, run=run, objects=objects)
+
+    def create_slice(self, name: str, reference_ids: Iterable[str] | None = None, query: str | None = None,
+                     run: Any = None, objects: bool = False) -> "Slice":
+        """A static slice of ``reference_ids``, or a dynamic one defined by a DSL ``query``.
+
+        Example:
+            >>> ds.create_slice("test", reference_ids=["FudanPed00001", "FudanPed00002"])
+            >>> ds.create_slice("crowded", query="annotations.pedestrian >= 4")
+        """
+        from ..slices import create_slice
+
+        return create_slice(self, name, reference_ids, query, run, objects)
+
+    def slices(self) -> list["Slice"]:
+        from ..slices import list_slices
+
+        return list_slices(self)
+
+    def get_slice(self, name: str) -> "Slice":
+        from ..slices import get_slice
+
+        return get_slice(self, name)
+
+    def delete_slice(self, name: str) -> None:
+        from ..slices import delete_slice
+
+        delete_slice(self, name)

@@ -72,18 +72,26 @@ def prepare(table: pa.Table, what: str) -> pa.Table:
     """Normalize and complete geometry: kind, boxes of polygons/masks, mask areas, ``__row``."""
     t = normalize(table, ANNOTATION_COLUMNS, what)
     t = t.set_column(t.schema.get_field_index("kind"), "kind", infer_kind(t))
-    px, py, pw, ph = polygon_boxes(t)
-    marea, mx, my, mw, mh = mask_areas_boxes(t)
-    cols = {c: t.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in _GEOM + ["area"]}
-    for c, p, m in zip(_GEOM, (px, py, pw, ph), (mx, my, mw, mh)):
-        v = cols[c]
-        fill = np.isnan(v)
-        v[fill] = np.where(np.isnan(m[fill]), p[fill], m[fill])
-    area = cols["area"]
-    fill = np.isnan(area) & ~np.isnan(marea)
-    area[fill] = marea[fill]
-    for c in _GEOM + ["area"]:
-        t = t.set_column(t.schema.get_field_index(c), c, pa.array(cols[c], pa.float64(), from_pandas=True))
+    n = t.num_rows
+    if t.column("polygon").null_count < n or t.column("mask").null_count < n:
+        px, py, pw, ph = polygon_boxes(t)
+        marea, mx, my, mw, mh = mask_areas_boxes(t)
+        cols = {c: t.column(c).to_numpy(zero_copy_only=False).astype(np.float64) for c in _GEOM + ["area"]}
+        for c, p, m in zip(_GEOM, (px, py, pw, ph), (mx, my, mw, mh)):
+            v = cols[c]
+            fill = np.isnan(v)
+            v[fill] = np.where(np.isnan(m[fill]), p[fill], m[fill])
+        area = cols["area"]
+        fill = np.isnan(area) & ~np.isnan(marea)
+        area[fill] = marea[fill]
+        for c in _GEOM + ["area"]:
+            t = t.set_column(t.schema.get_field_index(c), c, pa.array(cols[c], pa.float64(), from_pandas=True))
+    else:  # nothing to derive: only turn NaN into NULL, as the numpy round trip above does
+        for c in _GEOM + ["area"]:
+            col = t.column(c)
+            if col.null_count < n and pc.any(pc.is_nan(col)).as_py():
+                t = t.set_column(t.schema.get_field_index(c), c,
+                                 pc.if_else(pc.is_nan(col), pa.scalar(None, pa.float64()), col))
     crowd = pc.fill_null(t.column("iscrowd"), False)
     t = t.set_column(t.schema.get_field_index("iscrowd"), "iscrowd", crowd)
     return t.append_column("__row", pa.array(np.arange(t.num_rows, dtype=np.int64)))

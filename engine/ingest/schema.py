@@ -85,7 +85,9 @@ def _cast(col: pa.ChunkedArray | pa.Array, typ: pa.DataType, name: str, what: st
     if pa.types.is_floating(typ) and not (
         pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_null(col.type)
     ) or pa.types.is_string(typ) and pa.types.is_floating(col.type):
-        raise ValidationError(f"{what}: column has type {col.type}, expected {typ}", field=name)
+        first = next((i for i, v in enumerate(col.to_pylist()) if v is not None), None)  # error path only
+        raise ValidationError(f"{what}: column has type {col.type}, expected {typ}",
+                              record=None if first is None else f"row {first}", field=name)
     try:
         return pc.cast(col, typ, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:

@@ -1,0 +1,125 @@
+"""Ingest benchmark: a COCO GT + results pair into Loupe vs pycocotools ``COCO()`` + ``loadRes()``.
+
+The pair (about 5,000 images, 36,000 GT boxes, 500,000 detections) is generated with the seeded
+:func:`benchmarks.gen_coco.make_pair` into ``benchmarks/_data/`` (gitignored) on first use. Each
+side runs in its own subprocess so its peak RSS (``getrusage``; tracemalloc cannot see DuckDB's
+allocations) is its own; the timer covers the work only (parse + build + store), not interpreter
+start-up or module imports. Loupe stores into an in-memory workspace with all validation on;
+``clip=True`` because the generator's jittered detections may cross the image border
+(pycocotools accepts them unchecked; Loupe refuses such boxes unless asked to clip).
+
+Usage::
+
+    python benchmarks/ingest.py                 # default sizes, best of 3 runs per side
+    python benchmarks/ingest.py --images 500 --dets 50000 --repeat 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "benchmarks" / "_data"
+
+
+def data_files(n_images: int, n_dets: int, seed: int = 0) -> tuple[Path, Path]:
+    """Paths of the GT and results files for these sizes, generated (seeded) if missing."""
+    gt = DATA / f"gt_{n_images}_s{seed}.json"
+    res = DATA / f"res_{n_images}_{n_dets}_s{seed}.json"
+    if not (gt.exists() and res.exists()):
+        sys.path.insert(0, str(ROOT))
+        from benchmarks.gen_coco import make_pair
+
+        DATA.mkdir(parents=True, exist_ok=True)
+        g, r = make_pair(n_images=n_images, n_dets=n_dets, seed=seed)
+        for path, obj in ((gt, g), (res, r)):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(obj))
+            tmp.replace(path)
+    return gt, res
+
+
+def _peak_mb() -> float:
+    """Peak resident set of this process in MB: VmHWM (reset by exec, unlike ru_maxrss, which a
+    child inherits from a big parent on Linux), else getrusage."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def side_loupe(gt: Path, res: Path) -> dict:
+    sys.path.insert(0, str(ROOT))
+    import engine
+
+    ws = engine.connect()
+    base = _peak_mb()
+    t0 = time.perf_counter()
+    s = ws.import_coco(gt, "bench", results=res, run="dets", clip=True)
+    dt = time.perf_counter() - t0
+    n = ws.sql("SELECT (SELECT count(*) FROM annotations) AS a, (SELECT count(*) FROM predictions) AS p").to_pylist()[0]
+    assert n["p"] == s.predictions and n["a"] == s.annotations
+    return {"seconds": dt, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": n["a"], "dets": n["p"]}
+
+
+def side_pycocotools(gt: Path, res: Path) -> dict:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+
+    base = _peak_mb()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(gt))
+        dets = coco.loadRes(str(res))
+    dt = time.perf_counter() - t0
+    return {"seconds": dt, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": len(coco.anns),
+            "dets": len(dets.anns)}
+
+
+def run_side(side: str, gt: Path, res: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--side", side, "--gt", str(gt), "--res", str(res)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=5000)
+    ap.add_argument("--dets", type=int, default=500_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeat", type=int, default=3, help="runs per side; the best time is reported")
+    ap.add_argument("--side", choices=["loupe", "pycocotools"], help=argparse.SUPPRESS)
+    ap.add_argument("--gt", help=argparse.SUPPRESS)
+    ap.add_argument("--res", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.side:  # child process
+        fn = side_loupe if a.side == "loupe" else side_pycocotools
+        print(json.dumps(fn(Path(a.gt), Path(a.res))))
+        return
+    gt, res = data_files(a.images, a.dets, a.seed)
+    print(f"data: {gt.name} ({gt.stat().st_size / 1e6:.1f} MB), {res.name} ({res.stat().st_size / 1e6:.1f} MB)")
+    best: dict[str, dict] = {}
+    for _ in range(a.repeat):
+        for side in ("pycocotools", "loupe"):  # interleaved, so load changes hit both sides
+            r = run_side(side, gt, res)
+            if side not in best or r["seconds"] < best[side]["seconds"]:
+                best[side] = r
+    p, lo = best["pycocotools"], best["loupe"]
+    print(f"{'':14}{'seconds':>9}{'peak RSS MB':>13}{'RSS before':>12}{'GT':>9}{'dets':>9}")
+    for name, r in (("pycocotools", p), ("loupe", lo)):
+        print(f"{name:14}{r['seconds']:9.3f}{r['peak_rss_mb']:13.0f}{r['rss_before_mb']:12.0f}{r['gt']:9d}{r['dets']:9d}")
+    print(f"ratio loupe / pycocotools: {lo['seconds'] / p['seconds']:.3f}x  (target <= 0.33x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""COCO detection evaluation equal to pycocotools ``COCOeval`` (bbox/segm), vectorized.
+
+``evaluate`` takes flat per-object arrays and a sparse list of candidate
+detection/GT pairs with their IoU (IoU 0 when not listed) and returns the same
+``precision``/``recall``/``scores`` arrays and 12 summary stats as
+``COCOeval.evaluate(); accumulate(); summarize()``, bit-for-bit, plus the
+per-object matches needed for a TP/FP/FN index. numpy only, no mutable state.
+
+No per-image Python loops: matching runs for all (image, category) groups,
+thresholds and area ranges at once (``udfs.matching.coco_greedy_match``) and
+accumulation works on the true positives of all curves at once
+(``engine.metrics.coco_accumulate``). See docs/matching.md for the semantics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.metrics.coco_accumulate import accumulate_curves
+from udfs.matching import coco_greedy_match, stable_order
+
+__all__ = [
+    "CocoParams",
+    "CocoResult",
+    "DtArrays",
+    "GtArrays",
+    "PairArrays",
+    "evaluate",
+    "summarize",
+    "summary_lines",
+]
+
+# pycocotools Params.setDetParams, same expressions (np.arange would drift).
+_IOU_THRS = tuple(float(v) for v in np.linspace(.5, 0.95, int(np.round((0.95 - .5) / .05)) + 1, endpoint=True))
+_REC_THRS = tuple(float(v) for v in np.linspace(.0, 1.00, int(np.round((1.00 - .0) / .01)) + 1, endpoint=True))
+_AREA_RNG = ((0 ** 2, 1e5 ** 2), (0 ** 2, 32 ** 2), (32 ** 2, 96 ** 2), (96 ** 2, 1e5 ** 2))
+
+
+@dataclass(frozen=True)
+class CocoParams:
+    """Evaluation parameters; defaults are pycocotools' bbox/segm defaults.
+
+    Attributes:
+        iou_thrs: IoU thresholds (all > 0).
+        rec_thrs: recall thresholds for the interpolated precision.
+        max_dets: max detections per image and category (sorted ascending on use).
+        area_rng: (lo, hi) area ranges, inclusive on both ends.
+        area_lbl: labels of the area ranges ('all', 'small', ...).
+        use_cats: False = class-agnostic (pycocotools ``useCats=0``).
+    """
+
+    iou_thrs: tuple[float, ...] = _IOU_THRS
+    rec_thrs: tuple[float, ...] = _REC_THRS
+    max_dets: tuple[int, ...] = (1, 10, 100)
+    area_rng: tuple[tuple[float, float], ...] = _AREA_RNG
+    area_lbl: tuple[str, ...] = ("all", "small", "medium", "large")
+    use_cats: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class GtArrays:
+    """Ground truth in original annotation order.
+
+    Attributes:
+        img: (G,) dense image index, in evaluation order (ascending COCO image id).
+        cat: (G,) dense category index into the sorted category id list.
+        area: (G,) the annotation's stored ``area`` field (what pycocotools uses).
+        iscrowd: (G,) crowd flags.
+        n_images: number of images evaluated.
+        n_categories: number of categories (those without GT score -1).
+        ann_id: optional annotation ids; only used to reproduce pycocotools
+            treating a match to annotation id 0 as "unmatched".
+    """
+
+    img: np.ndarray
+    cat: np.ndarray
+    area: np.ndarray
+    iscrowd: np.ndarray
+    n_images: int
+    n_categories: int
+    ann_id: np.ndarray | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class DtArrays:
+    """Detections in original results-file order.
+
+    Attributes:
+        img: (D,) dense image index (same indexing as GtArrays.img).
+        cat: (D,) dense category index; negative = category unknown to the GT
+            (pycocotools drops those).
+        score: (D,) confidence.
+        area: (D,) area (bbox results: w * h, as ``COCO.loadRes`` sets it).
+    """
+
+    img: np.ndarray
+    cat: np.ndarray
+    score: np.ndarray
+    area: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class PairArrays:
+    """Candidate detection/GT pairs with IoU > 0 (same image and category)."""
+
+    dt: np.ndarray
+    gt: np.ndarray
+    iou: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class CocoResult:
+    """Everything ``COCOeval`` computes, plus per-object matches.
+
+    Attributes:
+        params: the parameters used.
+        precision: (T, R, K, A, M) interpolated precision, -1 where no GT.
+        recall: (T, K, A, M) max recall, -1 where no GT.
+        scores: (T, R, K, A, M) score at each recall threshold, -1 where no GT.
+        stats: (12,) summarize() values (AP, AP50, AP75, APs/m/l, AR1/10/100, ARs/m/l).
+        ap_per_class: (K,) AP@[.50:.95], area 'all', largest maxDet; -1 without GT.
+        ap50_per_class: (K,) AP@.50, area 'all', largest maxDet; -1 without GT.
+        ar_per_class: (K,) AR@[.50:.95], area 'all', largest maxDet; -1 without GT.
+        dt_match: (T, D) matched GT index per threshold (area 'all'), or -1.
+        dt_ignore: (T, D) pycocotools dtIgnore for area 'all'.
+        gt_match: (T, G) matched detection index, or -1 (crowd: last match).
+        gt_ignore: (G,) pycocotools gtIgnore for area 'all' (crowd or out of range).
+        dt_dropped: (D,) detection not evaluated by pycocotools (beyond the
+            largest maxDet in its image/category, or unknown category/image).
+        dt_rank: (D,) rank in its image/category by score (-1 if invalid).
+    """
+
+    params: CocoParams
+    precision: np.ndarray
+    recall: np.ndarray
+    scores: np.ndarray
+    stats: np.ndarray
+    ap_per_class: np.ndarray
+    ap50_per_class: np.ndarray
+    ar_per_class: np.ndarray
+    dt_match: np.ndarray
+    dt_ignore: np.ndarray
+    gt_match: np.ndarray
+    gt_ignore: np.ndarray
+    dt_dropped: np.ndarray
+    dt_rank: np.ndarray = field(repr=False)
+
+
+def _argsort_small(x: np.ndarray, upper: int) -> np.ndarray:
+    """Stable argsort of non-negative ints below ``upper`` (radix passes of 16 bits)."""
+    return stable_order((x, max(int(upper), 0)))
+
+
+def _orders(img: np.ndarray, cat: np.ndarray, score: np.ndarray, n_img: int, n_cat: int,
+            use_cats: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(accumulate order, rank) for valid detections (given as index arrays' values).
+
+    Accumulate order (per category): score desc, then image, then input order
+    (class-agnostic: then category, input order). Rank: position inside the
+    (image[, category]) group by score desc, ties as pycocotools' mergesort.
+    """
+    if use_cats:
+        o = _argsort_small(img, n_img)
+        o = o[np.argsort(-score[o], kind="stable")]
+        o = o[_argsort_small(cat[o], n_cat)]
+    else:
+        o = _argsort_small(cat, n_cat)
+        o = o[_argsort_small(img[o], n_img)]
+        o = o[np.argsort(-score[o], kind="stable")]
+    acc = o
+    g = acc[_argsort_small(img[acc], n_img)]  # group-major, rank order inside
+    key = img[g] * n_cat + cat[g] if use_cats else img[g]
+    n = len(g)
+    start = np.r_[True, key[1:] != key[:-1]] if n else np.zeros(0, bool)
+    first = np.maximum.accumulate(np.where(start, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+    rank = np.empty(n, np.int64)
+    rank[g] = np.arange(n) - first
+    return acc, rank
+
+
+def evaluate(gt: GtArrays, dt: DtArrays, pairs: PairArrays, params: CocoParams | None = None) -> CocoResult:
+    """Run COCO evaluation (evaluate + accumulate + summarize) on flat arrays.
+
+    Args:
+        gt: ground truth arrays (defines the image and category universe).
+        dt: detections.
+        pairs: candidate pairs with IoU > 0; pairs whose detection and GT are
+            not in the same image (and category, unless class-agnostic) are ignored.
+        params: evaluation parameters, pycocotools defaults when None.
+    """
+    p = params or CocoParams()
+    iou_thrs = np.asarray(p.iou_thrs, dtype=np.float64)
+    rec_thrs = np.asarray(p.rec_thrs, dtype=np.float64)
+    max_dets = sorted(int(m) for m in p.max_dets)
+    area_rng = np.asarray(p.area_rng, dtype=np.float64).reshape(-1, 2)
+    T, M = len(iou_thrs), len(max_dets)
+    if T == 0 or (iou_thrs <= 0).any():
+        raise ValueError("iou_thrs must be non-empty and > 0")
+    n_img = int(gt.n_images)
+    n_cat_all = int(gt.n_categories)
+    K = n_cat_all if p.use_cats else 1
+    a_all = p.area_lbl.index("all") if "all" in p.area_lbl else 0
+
+    g_img = np.asarray(gt.img, dtype=np.int64)
+    g_cat_raw = np.asarray(gt.cat, dtype=np.int64)
+    g_area = np.asarray(gt.area, dtype=np.float64)
+    g_crowd = np.asarray(gt.iscrowd).astype(bool)
+    d_img = np.asarray(dt.img, dtype=np.int64)
+    d_cat_raw = np.asarray(dt.cat, dtype=np.int64)
+    d_score = np.asarray(dt.score, dtype=np.float64)
+    d_area = np.asarray(dt.area, dtype=np.float64)
+    n_gt, n_dt = len(g_img), len(d_img)
+    g_cat = g_cat_raw if p.use_cats else np.zeros(n_gt, np.int64)
+
+    # --- detection order and per-group rank (pycocotools sorts with mergesort) ---
+    valid = (d_cat_raw >= 0) & (d_cat_raw < n_cat_all) & (d_img >= 0) & (d_img < n_img)
+    vidx = np.flatnonzero(valid)
+    acc_v, rank_v = _orders(d_img[vidx], d_cat_raw[vidx], d_score[vidx], n_img, n_cat_all, p.use_cats)
+    rank = np.full(n_dt, -1, np.int64)
+    rank[vidx] = rank_v
+    max_det = max_dets[-1]
+    evaluated = valid & (rank < max_det)
+    rank_eval = np.where(evaluated, rank, -1)
+    L = vidx[acc_v]
+    L = L[rank[L] < max_det]  # accumulate order of evaluated detections
+    d_cat = d_cat_raw if p.use_cats else np.zeros(n_dt, np.int64)
+
+    # --- GT ignore flags per area range, tie order ---
+    g_ig = g_crowd[None, :] | (g_area[None, :] < area_rng[:, :1]) | (g_area[None, :] > area_rng[:, 1:])
+    if p.use_cats:
+        gt_order = None
+    else:  # pycocotools concatenates GTs category by category
+        gt_order = np.empty(n_gt, np.int64)
+        gt_order[_argsort_small(g_cat_raw, n_cat_all)] = np.arange(n_gt)
+
+    # --- matching ---
+    pd = np.asarray(pairs.dt, dtype=np.int64)
+    pg = np.asarray(pairs.gt, dtype=np.int64)
+    piou = np.asarray(pairs.iou, dtype=np.float64)
+    same = d_img[pd] == g_img[pg]
+    if p.use_cats:
+        same &= d_cat_raw[pd] == g_cat_raw[pg]
+    if not same.all():
+        pd, pg, piou = pd[same], pg[same], piou[same]
+    mt = coco_greedy_match(rank_eval, g_crowd, g_ig, pd, pg, piou, iou_thrs, gt_order)
+    m_ig = g_ig[mt.area, mt.gt]
+    if gt.ann_id is not None:
+        id0 = np.asarray(gt.ann_id)[mt.gt] == 0
+    else:
+        id0 = np.zeros(len(mt.gt), bool)
+
+    precision, recall, scores = accumulate_curves(
+        L, rank, d_cat, d_score, d_area, g_cat, g_ig, mt, m_ig, id0,
+        iou_thrs, rec_thrs, max_dets, area_rng, K,
+    )
+    stats = summarize(precision, recall, p)
+
+    # --- per-object outputs for area 'all', largest maxDet ---
+    sel = mt.area == a_all
+    t_s, d_s, g_s, id0_s = mt.thr[sel], mt.dt[sel], mt.gt[sel], id0[sel]
+    dt_match = np.full((T, n_dt), -1, np.int32)
+    dt_match[t_s[~id0_s], d_s[~id0_s]] = g_s[~id0_s]
+    out_all = (d_area < area_rng[a_all, 0]) | (d_area > area_rng[a_all, 1])
+    dt_ignore = np.broadcast_to(out_all & evaluated, (T, n_dt)).copy()
+    dt_ignore[t_s, d_s] = g_ig[a_all, g_s] | (id0_s & out_all[d_s])
+    gt_match = np.full((T, n_gt), -1, np.int32)
+    cr = g_crowd[g_s]
+    gt_match[t_s[~cr], g_s[~cr]] = d_s[~cr]  # a non-crowd GT is matched at most once
+    if cr.any():  # a crowd keeps its last (lowest-ranked) match, as pycocotools overwrites
+        tc, gc, dc = t_s[cr], g_s[cr], d_s[cr]
+        o = np.lexsort((rank[dc], gc, tc))
+        key = tc[o].astype(np.int64) * n_gt + gc[o]
+        last = np.r_[key[1:] != key[:-1], True]
+        gt_match[tc[o][last], gc[o][last]] = dc[o][last]
+
+    m_last = M - 1
+    ap = _masked_mean(precision[:, :, :, a_all, m_last], k_axis=2)
+    t50 = np.flatnonzero(iou_thrs == .5)
+    ap50 = _masked_mean(precision[t50][:, :, :, a_all, m_last], k_axis=2)
+    ar = _masked_mean(recall[:, :, a_all, m_last], k_axis=1)
+    return CocoResult(
+        params=p, precision=precision, recall=recall, scores=scores, stats=stats,
+        ap_per_class=ap, ap50_per_class=ap50, ar_per_class=ar,
+        dt_match=dt_match, dt_ignore=dt_ignore, gt_match=gt_match, gt_ignore=g_ig[a_all].copy(),
+        dt_dropped=~evaluated, dt_rank=rank,
+    )
+
+
+def _masked_mean(x: np.ndarray, k_axis: int) -> np.ndarray:
+    """Per-class mean of the entries > -1 along all other axes, -1 when none (detectron2 style)."""
+    xk = np.moveaxis(x, k_axis, -1)
+    out = np.full(x.shape[k_axis], -1.0)
+    for k in range(len(out)):  # K is small; np.mean keeps pycocotools' summation order
+        v = xk[..., k][xk[..., k] > -1]
+        if v.size:
+            out[k] = np.mean(v)
+    return out
+
+
+def summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams | None = None) -> np.ndarray:
+    """The 12 pycocotools summarize() stats (same indexing and masked means)."""
+    p = params or CocoParams()
+    iou_thrs = np.asarray(p.iou_thrs, dtype=np.float64)
+    max_dets = sorted(int(m) for m in p.max_dets)
+
+    def one(ap: int, iou_thr: float | None = None, area: str = "all", mdet: int = 100) -> float:
+        aind = [i for i, lbl in enumerate(p.area_lbl) if lbl == area]
+        mind = [i for i, m in enumerate(max_dets) if m == mdet]
+        if ap == 1:
+            s = precision
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == iou_thrs)[0]]
+            s = s[:, :, :, aind, mind]
+        else:
+            s = recall
+            if iou_thr is not None:
+                s = s[np.where(iou_thr == iou_thrs)[0]]
+            s = s[:, :, aind, mind]
+        return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
+
+    md = max_dets
+    return np.array([
+        one(1), one(1, .5, mdet=md[2]), one(1, .75, mdet=md[2]),
+        one(1, area="small", mdet=md[2]), one(1, area="medium", mdet=md[2]), one(1, area="large", mdet=md[2]),
+        one(0, mdet=md[0]), one(0, mdet=md[1]), one(0, mdet=md[2]),
+        one(0, area="small", mdet=md[2]), one(0, area="medium", mdet=md[2]), one(0, area="large", mdet=md[2]),
+    ])
+
+
+def summary_lines(stats: np.ndarray, params: CocoParams | None = None) -> list[str]:
+    """The 12 lines pycocotools' summarize() prints, for the given stats."""
+    p = params or CocoParams()
+    md = sorted(int(m) for m in p.max_dets)
+    i_str = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
+    rows = [
+        (1, None, "all", 100), (1, .5, "all", md[2]), (1, .75, "all", md[2]),
+        (1, None, "small", md[2]), (1, None, "medium", md[2]), (1, None, "large", md[2]),
+        (0, None, "all", md[0]), (0, None, "all", md[1]), (0, None, "all", md[2]),
+        (0, None, "small", md[2]), (0, None, "medium", md[2]), (0, None, "large", md[2]),
+    ]
+    lines = []
+    for (ap, thr, area, mdet), v in zip(rows, stats):
+        title = "Average Precision" if ap == 1 else "Average Recall"
+        typ = "(AP)" if ap == 1 else "(AR)"
+        iou = "{:0.2f}:{:0.2f}".format(p.iou_thrs[0], p.iou_thrs[-1]) if thr is None else "{:0.2f}".format(thr)
+        lines.append(i_str.format(title, typ, iou, area, mdet, v))
+    return lines

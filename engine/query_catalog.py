@@ -1,0 +1,130 @@
+"""The DSL catalog of a dataset, read from DuckDB: labels, metadata keys and types, runs, slices.
+
+Reading metadata types scans every item's JSON (tens of ms for 100k items), so answers are cached per
+store and dataset under a cheap version token (label version, item count and max id, run commits). A
+stale answer can only make the compiler *accept* a name; before it reports an unknown name or a type
+error it calls :meth:`refresh` and compiles again with fresh answers, so no spurious error survives.
+"""
+from __future__ import annotations
+
+import json
+import weakref
+from typing import Any, Mapping
+
+from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
+
+from .store import Store
+
+_CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
+
+_TOKEN_SQL = """
+SELECT d.label_version, i.n, i.mx, r.n, r.mx, r.c, r.mc
+FROM datasets d,
+     (SELECT count(*) n, max(item_id) mx FROM items WHERE dataset_id = {ds}) i,
+     (SELECT count(*) n, max(run_id) mx, count(committed_at) c, max(committed_at) mc FROM runs WHERE dataset_id = {ds}) r
+WHERE d.dataset_id = {ds}
+"""
+
+
+class DuckDBCatalog(Catalog):
+    """Catalog of one dataset of a workspace; each part is loaded on first use."""
+
+    def __init__(self, store: Store, dataset_id: int):
+        self.store = store
+        self.dataset_id = dataset_id
+        self._memo: dict[str, Any] = {}
+        self._token: tuple | None = None
+        self._fresh = False  # after refresh(): bypass the shared cache
+        self._served_cached = False
+
+    # -- caching ---------------------------------------------------------------------------------
+    def _version(self) -> tuple:
+        if self._token is None:
+            row = self.store.con.execute(_TOKEN_SQL.format(ds=int(self.dataset_id))).fetchone()
+            self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
+        return self._token
+
+    def _get(self, part: str, load) -> Any:
+        if part in self._memo:
+            return self._memo[part]
+        cache = _CACHE.setdefault(self.store, {})
+        key = (self.dataset_id, part)
+        version = self._version()
+        hit = cache.get(key)
+        if hit is not None and hit[0] == version and not self._fresh:
+            self._served_cached = True
+            value = hit[1]
+        else:
+            value = load()
+            cache[key] = (version, value)
+        self._memo[part] = value
+        return value
+
+    def refresh(self) -> bool:
+        was = self._served_cached
+        self._memo.clear()
+        self._token = None
+        self._fresh = True
+        self._served_cached = False
+        return was
+
+    # -- parts -----------------------------------------------------------------------------------
+    def labels(self) -> frozenset[str]:
+        return self._get("labels", self._load_labels)
+
+    def _load_labels(self) -> frozenset[str]:
+        rows = self.store.con.execute(
+            """SELECT DISTINCT label FROM annotations WHERE dataset_id = $ds AND valid_to IS NULL
+               UNION SELECT DISTINCT label FROM predictions
+               WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds)""", {"ds": self.dataset_id}).fetchall()
+        return frozenset(r[0] for r in rows)
+
+    def item_metadata(self) -> MetadataSchema:
+        return self._get("item_metadata", lambda: self._schema(
+            "SELECT DISTINCT json_structure(metadata) FROM items WHERE dataset_id = $ds AND metadata IS NOT NULL"))
+
+    def object_metadata(self) -> MetadataSchema:
+        return self._get("object_metadata", lambda: self._schema(
+            """SELECT DISTINCT json_structure(metadata) FROM annotations
+               WHERE dataset_id = $ds AND valid_to IS NULL AND metadata IS NOT NULL
+               UNION SELECT DISTINCT json_structure(metadata) FROM predictions
+               WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds) AND metadata IS NOT NULL"""))
+
+    def _schema(self, sql: str) -> MetadataSchema:
+        rows = self.store.con.execute(sql, {"ds": self.dataset_id}).fetchall()
+        return MetadataSchema.from_structures(r[0] for r in rows)
+
+    def runs(self) -> Mapping[str, RunInfo]:
+        return self._get("runs", self._load_runs)
+
+    def _load_runs(self) -> dict[str, RunInfo]:
+        rows = self.store.con.execute(
+            """SELECT r.name, r.run_id, r.params::VARCHAR, r.label_version IS NOT DISTINCT FROM d.label_version,
+                      (SELECT list(DISTINCT m.iou_threshold) FROM matches m WHERE m.run_id = r.run_id)
+               FROM runs r JOIN datasets d USING (dataset_id) WHERE r.dataset_id = $ds ORDER BY r.run_id""",
+            {"ds": self.dataset_id}).fetchall()
+        return {name: RunInfo(name, int(run_id), _threshold(params, thresholds), bool(current))
+                for name, run_id, params, current, thresholds in rows}
+
+    def slices(self) -> Mapping[str, SliceInfo]:
+        rows = self.store.con.execute(
+            """SELECT s.name, s.slice_id, s.kind, s.query, r.name FROM slices s
+               LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.dataset_id = $ds""", {"ds": self.dataset_id}).fetchall()
+        return {n: SliceInfo(n, int(sid), kind, q, run) for n, sid, kind, q, run in rows}
+
+
+def _threshold(params: str | None, thresholds: list[float] | None) -> float | None:
+    """The IoU threshold whose matches rows object queries read (None: the run is not committed).
+
+    The commit's own ``params.iou_threshold`` when present, else 0.5 (COCO's), else the smallest.
+    """
+    if not thresholds:
+        return None
+    try:
+        wanted = json.loads(params).get("iou_threshold") if params else None
+    except (ValueError, AttributeError):
+        wanted = None
+    for t in (wanted, 0.5):
+        if t is not None and any(abs(float(t) - x) < 1e-12 for x in thresholds):
+            return next(x for x in thresholds if abs(float(t) - x) < 1e-12)
+    return min(thresholds)

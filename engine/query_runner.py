@@ -1,0 +1,118 @@
+"""Run DSL queries: build the dataset's catalog, compile with ``queries``, execute on DuckDB, return Arrow.
+
+``queries/`` only builds sqlglot trees; this module alone hands the SQL to the connection. The compiled
+statement is always one SELECT built from our own nodes, so a query can only read.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+import functools
+
+from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, OpenCatalog,
+                     compile_query, to_sql)
+
+from .errors import LoupeError, NotFoundError
+from .query_catalog import DuckDBCatalog
+
+if TYPE_CHECKING:
+    from .api.dataset import Dataset
+
+
+def _also_loupe(cls: type) -> type:
+    return type(cls.__name__, (cls, LoupeError), {"__module__": cls.__module__, "__doc__": cls.__doc__})
+
+
+# the same DSL errors, also catchable as LoupeError (queries/ itself depends on nothing in engine/)
+_AS_LOUPE = {c: _also_loupe(c) for c in (DSLError, DSLSyntaxError, DSLNameError, DSLTypeError)}
+
+
+def dsl_errors(f):
+    """Re-raise DSL errors as instances that are also ``LoupeError`` (same class name, same message)."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except DSLError as e:
+            cls = _AS_LOUPE.get(type(e))
+            if cls is not None:
+                e.__class__ = cls
+            raise
+
+    return wrapper
+
+
+def run_name(run: Any) -> str | None:
+    """A run given as a name or a ``ModelRun`` -> its name."""
+    if run is None or isinstance(run, str):
+        return run
+    name = getattr(run, "name", None)
+    if isinstance(name, str):
+        return name
+    raise LoupeError(f"run must be a run name or a ModelRun, not {type(run).__name__}")
+
+
+@dsl_errors
+def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None, order_by: str | None = None,
+                limit: int | None = None, offset: int | None = None, projection: str = "rows",
+                strict: bool = True) -> CompiledQuery:
+    """Compile ``dsl`` against the dataset's catalog (names and types checked before execution)."""
+    catalog = DuckDBCatalog(ds.ws.store, ds.id)
+    name = run_name(run)
+    if name is not None and name not in catalog.runs():
+        catalog.refresh()
+        if name not in catalog.runs():
+            known = ", ".join(catalog.runs()) or "none"
+            raise NotFoundError(f"no run named '{name}' on dataset '{ds.name}' (its runs: {known})")
+    _check_limits(limit, offset)
+    return compile_query(dsl, catalog, target=target, run=name, order_by=order_by, limit=limit, offset=offset,
+                         projection=projection, strict=strict)
+
+
+def execute(ds: "Dataset", compiled: CompiledQuery) -> pa.Table:
+    """Run a compiled query; DuckDB errors (e.g. overflow) become a LoupeError."""
+    if not isinstance(compiled.expression, exp.Select):  # we only ever build SELECTs
+        raise LoupeError("internal error: compiled query is not a SELECT")
+    sql = compiled.sql("duckdb")
+    try:
+        return ds.ws.store.arrow(sql)
+    except duckdb.Error as e:
+        raise LoupeError(f"query failed while running: {e}") from None
+
+
+def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
+                offset: int | None = None) -> pa.Table:
+    return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))
+
+
+def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None,
+                  limit: int | None = None, offset: int | None = None) -> pa.Table:
+    return execute(ds, compile_for(ds, dsl, "objects", run, order_by, limit, offset))
+
+
+@dsl_errors
+def explain(dsl: str, dialect: str = "duckdb", ds: "Dataset | None" = None, run: Any = None,
+            objects: bool = False, pretty: bool = True) -> str:
+    """The SQL a query runs. Without a dataset, names are not checked and ids are ``$placeholders``."""
+    target = "objects" if objects else "items"
+    if ds is None:
+        compiled = compile_query(dsl, OpenCatalog(), target=target, run=run_name(run))
+    else:
+        compiled = compile_for(ds, dsl, target, run)
+    try:
+        return to_sql(compiled.expression, dialect, pretty=pretty)
+    except ValueError as e:
+        if isinstance(e, DSLError):
+            raise
+        raise LoupeError(str(e)) from None
+
+
+def _check_limits(limit: int | None, offset: int | None) -> None:
+    for name, v in (("limit", limit), ("offset", offset)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise LoupeError(f"{name} must be a non-negative integer, got {v!r}")

@@ -1,0 +1,343 @@
+"""Assemble sqlglot SELECTs over the workspace tables from compiled pieces.
+
+Only our own constants become identifiers here (table, column and alias names); user values arrive as
+already-built literal expressions. Nothing is parsed from text.
+
+Shapes:
+    items:   WITH <per-item aggregates> SELECT <item columns> FROM items i LEFT JOIN <aggregates> ...
+             WHERE i.dataset_id = D AND <filter> ORDER BY ..., i.item_id
+    objects: SELECT <object columns> FROM (<GT branch> UNION ALL <prediction branch>) o JOIN items i
+             ORDER BY ..., o.item_id, o.source, o.seq
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlglot import exp
+
+from .catalog import RunInfo
+
+
+# -- small constructors -------------------------------------------------------------------------
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table)
+
+
+def table(name: str, alias: str | None = None) -> exp.Expression:
+    t = exp.Table(this=exp.to_identifier(name))
+    if alias is not None and alias != name:
+        t.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+    return t
+
+
+def subquery(select: exp.Expression, alias: str) -> exp.Subquery:
+    return exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier(alias)))
+
+
+def eq(a: exp.Expression, b: exp.Expression) -> exp.EQ:
+    return exp.EQ(this=a, expression=b)
+
+
+def and_all(parts: list[exp.Expression]) -> exp.Expression:
+    parts = [p for p in parts if p is not None]
+    return exp.and_(*parts, copy=False) if len(parts) > 1 else parts[0]
+
+
+def placeholder_or(value: Any, name: str) -> exp.Expression:
+    """A literal id, or ``$name`` when compiling without a workspace."""
+    return exp.Placeholder(this=name) if value is None else exp.convert(value)
+
+
+def alias(e: exp.Expression, name: str) -> exp.Alias:
+    return exp.Alias(this=e, alias=exp.to_identifier(name))
+
+
+def in_subquery(e: exp.Expression, select: exp.Expression) -> exp.In:
+    return exp.In(this=e, query=exp.Subquery(this=select))
+
+
+def with_ctes(select: exp.Select, ctes: list[tuple[str, exp.Expression]]) -> exp.Select:
+    if ctes:
+        select.set("with_", exp.With(expressions=[
+            exp.CTE(this=q, alias=exp.TableAlias(this=exp.to_identifier(n))) for n, q in ctes]))
+    return select
+
+
+def left_join(select: exp.Select, right: exp.Expression, on: exp.Expression) -> exp.Select:
+    select.append("joins", exp.Join(this=right, on=on, side="LEFT"))
+    return select
+
+
+def inner_join(select: exp.Select, right: exp.Expression, on: exp.Expression) -> exp.Select:
+    select.append("joins", exp.Join(this=right, on=on))
+    return select
+
+
+def cast(e: exp.Expression, to: str) -> exp.Cast:
+    """CAST without sqlglot's type-string parser (to: BIGINT, DOUBLE, VARCHAR, BOOLEAN)."""
+    return exp.Cast(this=e, to=exp.DataType(this=exp.DataType.Type[to]))
+
+
+def ordered(e: exp.Expression, desc: bool) -> exp.Ordered:
+    return exp.Ordered(this=e, desc=desc, nulls_first=False)
+
+
+def run_id_expr(run: RunInfo) -> exp.Expression:
+    return placeholder_or(run.run_id, "run_id")
+
+
+def threshold_expr(run: RunInfo) -> exp.Expression:
+    return placeholder_or(run.iou_threshold, "iou_threshold")
+
+
+# -- per-item aggregates -----------------------------------------------------------------------
+@dataclass
+class _Cte:
+    name: str
+    kind: str  # ann | pred | match
+    run: RunInfo | None
+    aggs: dict[str, tuple[str, exp.Expression, exp.Expression | None]] = field(default_factory=dict)
+    joins: set[str] = field(default_factory=set)  # match CTE: 'p' and/or 'a' for label-qualified counts
+
+
+class Aggregates:
+    """Per-item statistics a query needs, gathered into one GROUP BY per source table.
+
+    ``ann`` counts current ground truth; ``pred`` aggregates a run's predictions; ``match`` counts a
+    run's matches rows (tp / fp / fn, IoU). Each CTE is joined to the items once.
+    """
+
+    def __init__(self, dataset_id: exp.Expression):
+        self.dataset_id = dataset_id
+        self._ctes: dict[tuple, _Cte] = {}
+
+    def _cte(self, kind: str, run: RunInfo | None) -> _Cte:
+        key = (kind, None if run is None else run.name)
+        if key not in self._ctes:
+            n = sum(1 for k in self._ctes if k[0] == kind)
+            name = f"__{kind}" + (str(n) if kind != "ann" else "")
+            self._ctes[key] = _Cte(name, kind, run)
+        return self._ctes[key]
+
+    def add(self, kind: str, run: RunInfo | None, func: str, arg: exp.Expression | None = None,
+            cond: exp.Expression | None = None, joins: tuple[str, ...] = ()) -> tuple[str, exp.Expression]:
+        """Register an aggregate; returns (cte name, the item-level value: counts default to 0)."""
+        cte = self._cte(kind, run)
+        cte.joins.update(joins)
+        agg = _agg(func, arg)
+        filtered = exp.Filter(this=agg, expression=exp.Where(this=cond)) if cond is not None else agg
+        key = filtered.sql()
+        if key not in cte.aggs:
+            cte.aggs[key] = (f"c{len(cte.aggs)}", agg, cond)
+        ref = col(cte.aggs[key][0], cte.name)
+        value = exp.Coalesce(this=ref, expressions=[exp.convert(0)]) if func == "count" else ref
+        return cte.name, value
+
+    def ctes(self) -> list[tuple[str, exp.Expression]]:
+        return [(c.name, self._build(c)) for c in self._ctes.values()]
+
+    def names(self) -> list[str]:
+        return [c.name for c in self._ctes.values()]
+
+    def _build(self, c: _Cte) -> exp.Select:
+        base = {"ann": "a", "pred": "p", "match": "m"}[c.kind]
+        conds = [cond for _, _, cond in c.aggs.values()]
+        narrow = None
+        if conds and all(x is not None for x in conds):
+            narrow = conds[0] if len(conds) == 1 else exp.or_(*[exp.Paren(this=x.copy()) for x in conds], copy=False)
+        single = len(c.aggs) == 1 and narrow is not None
+        cols: list[exp.Expression] = [col("item_id", base)]
+        for alias_, agg, cond in c.aggs.values():
+            e = agg.copy() if single or cond is None else exp.Filter(this=agg.copy(), expression=exp.Where(this=cond.copy()))
+            cols.append(alias(e, alias_))
+        if c.kind == "ann":
+            src = table("annotations", "a")
+            where = [eq(col("dataset_id", "a"), self.dataset_id.copy()), exp.Is(this=col("valid_to", "a"), expression=exp.null())]
+        elif c.kind == "pred":
+            src = table("predictions", "p")
+            where = [eq(col("run_id", "p"), run_id_expr(c.run))]
+        else:
+            src = table("matches", "m")
+            where = [eq(col("run_id", "m"), run_id_expr(c.run)), eq(col("iou_threshold", "m"), threshold_expr(c.run))]
+        if narrow is not None:
+            where.append(exp.Paren(this=narrow.copy()) if isinstance(narrow, exp.Or) else narrow.copy())
+        sel = exp.select(*cols).from_(src, copy=False)
+        if c.kind == "match":
+            if "p" in c.joins:
+                sel = left_join(sel, table("predictions", "p"), eq(col("pred_key", "p"), col("pred_key", "m")))
+            if "a" in c.joins:
+                sel = left_join(sel, table("annotations", "a"), eq(col("ann_key", "a"), col("ann_key", "m")))
+        return sel.where(and_all(where), copy=False).group_by(col("item_id", base), copy=False)
+
+
+def _agg(func: str, arg: exp.Expression | None) -> exp.Expression:
+    if func == "count":
+        return exp.Count(this=exp.Star())
+    cls = {"max": exp.Max, "min": exp.Min, "avg": exp.Avg}[func]
+    return cls(this=arg)
+
+
+def join_aggregates(select: exp.Select, names: list[str], item_id: exp.Expression) -> exp.Select:
+    for n in names:
+        select = left_join(select, table(n, n), eq(col("item_id", n), item_id.copy()))
+    return select
+
+
+# -- items --------------------------------------------------------------------------------------
+ITEM_OUTPUT = ("reference_id", "image_location", "width", "height", "metadata")
+
+
+def item_projection(projection: str) -> list[exp.Expression]:
+    if projection == "ids":
+        return [col("item_id", "i")]
+    return [col(c, "i") if c != "metadata" else alias(cast(col("metadata", "i"), "VARCHAR"), "metadata")
+            for c in ITEM_OUTPUT]
+
+
+def items_query(where: exp.Expression | None, order: list[tuple[exp.Expression, bool]], limit: int | None,
+                offset: int | None, aggs: Aggregates, used: list[str], projection: str = "rows") -> exp.Select:
+    """The item-level SELECT (``projection``: rows = the ``ds.items()`` columns, ids = item_id)."""
+    sel = exp.select(*item_projection(projection)).from_(table("items", "i"), copy=False)
+    sel = join_aggregates(sel, used, col("item_id", "i"))
+    conds = [eq(col("dataset_id", "i"), aggs.dataset_id.copy())]
+    if where is not None:
+        conds.append(where)
+    sel = sel.where(and_all(conds), copy=False)
+    if projection != "ids" or limit is not None or offset:
+        keys = [ordered(e, d) for e, d in order] + [ordered(col("item_id", "i"), False)]
+        sel = sel.order_by(*keys, copy=False)
+    sel = _limit(sel, limit, offset)
+    return with_ctes(sel, aggs.ctes())
+
+
+def _limit(sel: exp.Select, limit: int | None, offset: int | None) -> exp.Select:
+    if limit is not None:
+        sel = sel.limit(exp.convert(int(limit)), copy=False)
+    if offset:
+        sel = sel.offset(exp.convert(int(offset)), copy=False)
+    return sel
+
+
+# -- objects ------------------------------------------------------------------------------------
+OBJECT_OUTPUT = ("source", "reference_id", "annotation_id", "kind", "label", "x", "y", "width", "height", "area",
+                 "iscrowd", "confidence", "iou", "best_iou", "status", "error_type", "metadata",
+                 "ann_key", "pred_key", "partner_key")
+ROW_COLUMNS = tuple(c for c in OBJECT_OUTPUT if c not in ("reference_id", "ann_key", "pred_key"))
+TIE_BREAK = ("item_id", "source", "ann_key", "pred_key")  # default order after the user's keys
+
+
+@dataclass
+class Side:
+    """One side of an object query (ground truth or a run's predictions), compiled.
+
+    ``driver`` is the table the first phase scans: ``base`` (annotations / predictions, LEFT JOIN
+    matches) or ``matches`` (the filter and sort read only match columns and cannot hold for
+    unmatched rows, so scanning the run's matches rows is enough).
+    """
+
+    side: str
+    alias: str
+    driver: str
+    where: exp.Expression | None
+    sort: list[exp.Expression]
+    columns: dict[str, exp.Expression]
+    base_conds: list[exp.Expression]
+    match_on: exp.Expression | None
+    match_conds: list[exp.Expression]
+    uses_items: bool
+    uses_matches: bool
+    aggs: list[str]
+
+    @property
+    def key(self) -> str:
+        return "ann_key" if self.side == "gt" else "pred_key"
+
+    def _keys(self, t: str) -> list[exp.Expression]:
+        null = cast(exp.null(), "BIGINT")
+        gt = self.side == "gt"
+        return [alias(col("ann_key", t) if gt else null, "ann_key"), alias(null.copy() if gt else col("pred_key", t), "pred_key")]
+
+    def hits(self) -> exp.Select:
+        """Phase 1: source, item_id, ann_key, pred_key and sort keys of the matching objects."""
+        t = "m" if self.driver == "matches" else self.alias
+        proj = [alias(exp.convert(self.side), "source"), alias(col("item_id", t), "item_id")] + self._keys(t)
+        proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
+        if self.driver == "matches":
+            sel = exp.select(*proj).from_(table("matches", "m"), copy=False)
+            conds = list(self.match_conds)
+        else:
+            sel = exp.select(*proj).from_(table(_BASE[self.side], self.alias), copy=False)
+            conds = list(self.base_conds)
+            if self.uses_matches and self.match_on is not None:
+                sel = left_join(sel, table("matches", "m"), self.match_on.copy())
+        return self._finish(sel, t, conds)
+
+    def rows(self, hits: str | None = None) -> exp.Select:
+        """Every output column: of the filtered rows (one phase) or of the hits' rows (phase 2)."""
+        proj = [alias(self.columns[c], c) for c in ROW_COLUMNS]  # rows() runs once per side
+        if hits is None:
+            proj += [alias(col("item_id", self.alias), "item_id")] + self._keys(self.alias)
+            proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
+            sel = exp.select(*proj).from_(table(_BASE[self.side], self.alias), copy=False)
+        else:
+            proj += [alias(col(c, "h"), c) for c in ("item_id", "ann_key", "pred_key")]
+            proj += [alias(col(f"__s{k}", "h"), f"__s{k}") for k in range(len(self.sort))]
+            sel = exp.select(*proj).from_(table(hits, "h"), copy=False)
+            sel = inner_join(sel, table(_BASE[self.side], self.alias), eq(col(self.key, self.alias), col(self.key, "h")))
+        if self.match_on is not None:
+            sel = left_join(sel, table("matches", "m"), self.match_on)
+        if hits is not None:
+            return sel
+        return self._finish(sel, self.alias, list(self.base_conds))
+
+    def _finish(self, sel: exp.Select, t: str, conds: list[exp.Expression]) -> exp.Select:
+        if self.uses_items:
+            sel = inner_join(sel, table("items", "i"), eq(col("item_id", "i"), col("item_id", t)))
+        sel = join_aggregates(sel, self.aggs, col("item_id", t))
+        if self.where is not None:
+            conds.append(self.where)  # hits() or rows(), never both
+        return sel.where(and_all(conds), copy=False)
+
+
+_BASE = {"gt": "annotations", "prediction": "predictions"}
+
+
+def _order_keys(desc: list[bool], t: str) -> list[exp.Ordered]:
+    keys = [ordered(col(f"__s{k}", t), d) for k, d in enumerate(desc)]
+    return keys + [ordered(col(c, t), False) for c in TIE_BREAK]
+
+
+def _union(parts: list[exp.Select]) -> exp.Expression:
+    out: exp.Expression = parts[0]
+    for p in parts[1:]:
+        out = exp.Union(this=out, expression=p, distinct=False)
+    return out
+
+
+def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset: int | None,
+                  aggs: Aggregates, projection: str = "rows") -> exp.Select:
+    """The object-level SELECT (``projection``: rows = OBJECT_OUTPUT, ids = item_id, ann_key, pred_key).
+
+    With LIMIT, a first phase finds the top rows from the narrowest scan and only those rows are joined
+    to their full columns; without it, each side is read once with all its columns.
+    """
+    ctes = aggs.ctes()
+    limited = limit is not None or bool(offset)
+    if projection == "ids" or limited:
+        hits = exp.select(exp.Star()).from_(subquery(_union([s.hits() for s in sides]), "h"), copy=False)
+        if limited:
+            hits = _limit(hits.order_by(*_order_keys(desc, "h"), copy=False), limit, offset)
+        if projection == "ids":
+            ids = exp.select(col("item_id", "h"), col("ann_key", "h"), col("pred_key", "h")).from_(
+                subquery(hits, "h"), copy=False)
+            return with_ctes(ids, ctes)
+        ctes.append(("__hits", hits))
+        body = _union([s.rows("__hits") for s in sides])
+    else:
+        body = _union([s.rows() for s in sides])
+    proj = [col("reference_id", "i") if c == "reference_id" else col(c, "o") for c in OBJECT_OUTPUT]
+    sel = exp.select(*proj).from_(subquery(body, "o"), copy=False)
+    sel = inner_join(sel, table("items", "i"), eq(col("item_id", "i"), col("item_id", "o")))
+    sel = sel.order_by(*_order_keys(desc, "o"), copy=False)
+    return with_ctes(sel, ctes)
