@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from udfs.polygons import (  # noqa: F401  (re-exported facade)
+from udfs.polygons import (
     bbox_to_rle,
     bboxes_to_rle_flat,
     polygon_area,
@@ -20,7 +20,7 @@ from udfs.polygons import (  # noqa: F401  (re-exported facade)
     validate_polygon,
     validate_polygons,
 )
-from udfs.rle import (  # noqa: F401
+from udfs.rle import (
     area,
     area_flat,
     as_counts,
@@ -36,11 +36,21 @@ from udfs.rle import (  # noqa: F401
     iou_pairs,
     iou_pairs_flat,
     merge,
+    merge_groups_flat,
     to_bbox,
     to_bbox_flat,
     to_flat,
     validate_rle,
 )
+
+__all__ = [
+    "area", "area_flat", "as_counts", "bbox_to_rle", "bboxes_to_rle_flat", "compress",
+    "compress_many", "decode", "decompress", "decompress_many", "encode", "encode_many",
+    "from_flat", "iou", "iou_pairs", "iou_pairs_flat", "merge", "merge_groups_flat", "polygon_area",
+    "polygon_to_rle", "polygons_to_rle_many", "rle_from_coco", "rles_from_coco_many",
+    "to_bbox", "to_bbox_flat", "to_flat", "validate_polygon", "validate_polygons",
+    "validate_rle",
+]
 
 Segmentation = Sequence[Sequence[float]] | Mapping[str, Any]
 

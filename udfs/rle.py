@@ -67,13 +67,11 @@ def _seg_cumsum(x: np.ndarray, lengths: np.ndarray, starts: np.ndarray) -> np.nd
     return cs - np.repeat(before, lengths)
 
 
-def _seg_last(x: np.ndarray, offsets: np.ndarray, empty: int = 0) -> np.ndarray:
-    """Last element of each segment (``empty`` for empty segments)."""
-    lengths = np.diff(offsets)
-    out = np.full(lengths.size, empty, dtype=x.dtype)
-    nz = lengths > 0
-    out[nz] = x[offsets[1:][nz] - 1]
-    return out
+def _norm(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """uint32 values and int64 offsets rebased to start at 0 (Arrow slices may not)."""
+    offsets = np.asarray(offsets, dtype=np.int64)
+    values = as_counts(np.asarray(values)[offsets[0] : offsets[-1]])
+    return values, offsets - offsets[0]
 
 
 # --------------------------------------------------------------------------
@@ -190,24 +188,28 @@ def decode(counts: Sequence[int] | np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def _compress_chars(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Characters (uint8) of every list's compressed string and per-list char offsets."""
+    """Characters (uint8) of every list's compressed string and per-list char offsets.
+
+    rleToString: x = cnts[i] (minus cnts[i-2] for i > 2) is written 5 bits per
+    char, low bits first, 0x20 = "more follows", until the rest is pure sign.
+    """
     lengths = np.diff(offsets)
     li = _local_index(lengths, offsets[:-1])
     x = values.astype(np.int64)
-    d2 = li > 2
-    idx = np.nonzero(d2)[0]
+    idx = np.nonzero(li > 2)[0]
     x[idx] -= values[idx - 2].astype(np.int64)
-    shifts = np.arange(7, dtype=np.int64) * 5
-    chunks = (x[:, None] >> shifts) & 0x1F
-    rest = x[:, None] >> (shifts + 5)
-    more = np.where(chunks & 0x10, rest != -1, rest != 0)
-    nchar = np.argmin(more, axis=1) + 1  # first chunk that ends the value
-    k = np.arange(7)[None, :]
-    chunks = chunks | np.where(k < (nchar - 1)[:, None], 0x20, 0)
-    chars = (chunks + 48).astype(np.uint8)[k < nchar[:, None]]
-    per_list = np.bincount(_seg_ids(lengths), weights=nchar, minlength=lengths.size)
+    nchar = np.ones(x.size, dtype=np.int64)
+    for k in range(1, 7):  # value needs > k chars unless it fits in 5k signed bits
+        lim = np.int64(1) << (5 * k - 1)
+        nchar += (x >= lim) | (x < -lim)
+    owner = np.repeat(np.arange(x.size), nchar)
+    k = np.arange(owner.size, dtype=np.int64) - np.repeat(np.cumsum(nchar) - nchar, nchar)
+    chunk = (x[owner] >> (5 * k)) & 0x1F
+    chunk |= np.where(k < nchar[owner] - 1, 0x20, 0)
+    chars = (chunk + 48).astype(np.uint8)
     coff = np.zeros(lengths.size + 1, dtype=np.int64)
-    np.cumsum(per_list.astype(np.int64), out=coff[1:])
+    csum = np.concatenate(([0], np.cumsum(nchar)))
+    coff[:] = csum[offsets]
     return chars, coff
 
 
@@ -220,8 +222,7 @@ def compress(counts: Sequence[int] | np.ndarray) -> str:
 
 def compress_many(values: np.ndarray, offsets: np.ndarray) -> list[str]:
     """Compressed strings for every list of a flat ``(values, offsets)`` batch."""
-    values = as_counts(values)
-    offsets = np.asarray(offsets, dtype=np.int64)
+    values, offsets = _norm(values, offsets)
     chars, coff = _compress_chars(values, offsets)
     text = chars.tobytes().decode("ascii")
     return [text[coff[i] : coff[i + 1]] for i in range(coff.size - 1)]
@@ -269,11 +270,11 @@ def decompress_many(strings: Sequence[str | bytes]) -> tuple[np.ndarray, np.ndar
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(vals_per, out=offsets[1:])
     li = _local_index(vals_per, offsets[:-1])
-    chain = np.where(li >= 1, x, 0)
+    delta = np.where(li >= 1, x, 0)
     out = np.empty_like(x)
     for parity in (0, 1):
         sel = (li & 1) == parity
-        cs = np.cumsum(np.where(sel, chain, 0), dtype=np.uint64)
+        cs = np.cumsum(np.where(sel, delta, 0), dtype=np.uint64)
         before = np.concatenate((np.zeros(1, np.uint64), cs))[offsets[:-1]]
         seg = cs - np.repeat(before, vals_per)
         out[sel] = (seg[sel] & np.uint64(0xFFFFFFFF)).astype(np.int64)
@@ -293,12 +294,12 @@ def decompress(s: str | bytes) -> np.ndarray:
 
 
 def area_flat(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Foreground pixel count of every list (sum of odd-indexed runs), int64."""
-    offsets = np.asarray(offsets, dtype=np.int64)
+    """Foreground pixel count of every list (sum of odd-indexed runs, uint wrap as in C)."""
+    values, offsets = _norm(values, offsets)
     lengths = np.diff(offsets)
     li = _local_index(lengths, offsets[:-1])
     cs = np.concatenate(([0], np.cumsum(np.where(li & 1, values, 0), dtype=np.int64)))
-    return cs[offsets[1:]] - cs[offsets[:-1]]
+    return (cs[offsets[1:]] - cs[offsets[:-1]]) & _U32
 
 
 def area(counts: Sequence[int] | np.ndarray) -> int:
@@ -315,8 +316,7 @@ def to_bbox_flat(
     A foreground run crossing a column boundary makes the box full-height;
     lists with no non-empty foreground run keep the C code's uint wrap-around.
     """
-    values = as_counts(values)
-    offsets = np.asarray(offsets, dtype=np.int64)
+    values, offsets = _norm(values, offsets)
     lengths = np.diff(offsets)
     n = lengths.size
     hh = np.broadcast_to(np.asarray(h, dtype=np.int64), (n,))
@@ -398,6 +398,7 @@ def _walk(ca: np.ndarray, cb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
 
 
 def _merge2(ca: np.ndarray, cb: np.ndarray, intersect: bool) -> np.ndarray:
+    """rleMerge of two RLEs: emit the elapsed length whenever the merged value flips."""
     t, ia, ib = _walk(ca, cb)
     va, vb = (ia & 1).astype(bool), (ib & 1).astype(bool)
     v = (va & vb) if intersect else (va | vb)
@@ -499,10 +500,21 @@ def iou_pairs_flat(
 ) -> np.ndarray:
     """Mask IoU of aligned pairs (dt list ``dt_idx[i]`` vs gt list ``gt_idx[i]``), float64[P].
 
-    Equals pycocotools ``rleIou`` element-wise (crowd: union = dt area, empty
-    intersection gives 0). All pairs are processed together: run ends of both
-    sides become global sorted keys (pair * S + position) and the foreground
-    measure of gt below every dt run end is found with one searchsorted.
+    Args:
+        dt_values, dt_offsets: Arrow-style flat counts of the detections (list j
+            is ``dt_values[dt_offsets[j]:dt_offsets[j+1]]``); likewise for gt.
+        dt_idx, gt_idx: int[P], the lists compared by each pair.
+        iscrowd: bool[P] (or a scalar): is the pair's gt a crowd region.
+
+    Bit-identical to pycocotools ``rleIou`` per pair (crowd: union = dt area;
+    no intersection gives 0). Pairs with disjoint foreground ranges are 0
+    without touching their runs; the others are computed chunk-wise with flat
+    arrays (see ``_iou_chunk``). Pairs holding interior zero-length runs (never
+    produced by encode/polygons) replay the C loop one by one, quirks included.
+
+    Raises:
+        ValueError: a pair compares masks of different pixel totals (pycocotools
+            returns -1 or loops forever), an index is out of range, or counts are empty.
     """
     dt_values = as_counts(dt_values)
     gt_values = as_counts(gt_values)
@@ -517,6 +529,9 @@ def iou_pairs_flat(
     out = np.zeros(npairs, dtype=np.float64)
     if npairs == 0:
         return out
+    for name, idx, offs in (("dt_idx", dt_idx, dt_offsets), ("gt_idx", gt_idx, gt_offsets)):
+        if idx.min() < 0 or idx.max() >= offs.size - 1:
+            raise ValueError(f"{name} must index the {offs.size - 1} lists given")
     sd = _list_stats(dt_values, dt_offsets)
     sg = _list_stats(gt_values, gt_offsets)
     if np.any(sd["len"][dt_idx] == 0) or np.any(sg["len"][gt_idx] == 0):
@@ -541,6 +556,8 @@ def iou_pairs_flat(
     fast = np.nonzero(live & ~slow)[0]
     if fast.size == 0:
         return out
+    # grouped by gt: chunks touch fewer gt lists and searches walk memory in order
+    fast = fast[np.argsort(gt_idx[fast], kind="stable")]
     work = (np.diff(dt_offsets)[dt_idx[fast]] + np.diff(gt_offsets)[gt_idx[fast]]).cumsum()
     cuts = np.searchsorted(work, np.arange(_CHUNK_RUNS, int(work[-1]), _CHUNK_RUNS))
     for sel in np.split(fast, np.unique(cuts)):
@@ -554,7 +571,10 @@ def iou_pairs_flat(
 
 
 def _compact(values: np.ndarray, offsets: np.ndarray, idx: np.ndarray):
-    """Gather the referenced lists once: (inverse idx, lens, starts, run ends, fg area per list)."""
+    """Gather each referenced list once.
+
+    Returns (inverse of idx, lens, starts, run ends, fg area up to each end, local index).
+    """
     uniq, inv = np.unique(idx, return_inverse=True)
     vals, lens, starts, local = _gather(values, offsets, uniq)
     ends = _seg_cumsum(vals, lens, starts)
@@ -575,11 +595,6 @@ def _iou_chunk(
     For each pair only dt runs inside the gt foreground range are visited, as
     (start, end) pairs of its fg runs: intersection = sum F(end) - F(start).
     """
-    # pairs grouped by gt list: searchsorted queries then walk memory in order
-    order = np.lexsort((di, gi))
-    di, gi, crowd = di[order], gi[order], crowd[order]
-    g_first, g_fg_end = g_first[order], g_fg_end[order]
-    npairs = di.size
     ainv, alen, astart, aend, afg, _ = _compact(dv, do, di)
     binv, blen, bstart, bend, bfg, blocal = _compact(gv, go, gi)
     aarea = afg[astart + alen - 1]
@@ -608,7 +623,7 @@ def _iou_chunk(
     cnel = np.cumsum(nel)
     idx = np.repeat(a0 + begin - (cnel - nel), nel) + np.arange(int(cnel[-1]), dtype=np.int64)
     x = aend[idx]
-    kdt = np.uint32 if nb * span <= 0xFFFFFFFF else np.int64  # narrow keys: 2x faster search
+    kdt = np.uint32 if nb * span <= 0xFFFFFFFF else np.int64  # narrow keys: ~2x faster search
     query = np.repeat((binv * span).astype(kdt), nel)
     query += x.astype(kdt)
     k = np.searchsorted(bkey.astype(kdt), query, side="right") - 1
@@ -617,10 +632,8 @@ def _iou_chunk(
     inter = (seg[cnel // 2] - seg[(cnel - nel) // 2]).astype(np.float64)
     area_a = aarea[ainv].astype(np.float64)
     union = np.where(crowd, area_a, area_a + barea[binv] - inter)
-    res = np.empty(npairs, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        res[order] = np.where(inter > 0, inter / union, 0.0)
-    return res
+        return np.where(inter > 0, inter / union, 0.0)
 
 
 def iou_pairs(
@@ -676,8 +689,7 @@ def merge_groups_flat(
     canonical RLE of the combined pixel set, which is what this computes.
     ``group[i]`` is the (non-decreasing) group of list i; every group is non-empty.
     """
-    values = as_counts(values)
-    offsets = np.asarray(offsets, dtype=np.int64)
+    values, offsets = _norm(values, offsets)
     group = np.asarray(group, dtype=np.int64)
     lengths = np.diff(offsets)
     totals = np.broadcast_to(np.asarray(total, dtype=np.int64), (n_groups,))

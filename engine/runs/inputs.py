@@ -214,22 +214,47 @@ def _masks(store: Store, table: str, key: str, keys: np.ndarray) -> tuple[np.nda
     if masks.null_count == 0:  # all stored as RLE: use the Arrow buffers as they are
         return (np.asarray(masks.values, dtype=np.uint32),
                 np.asarray(masks.offsets, dtype=np.int64) - int(masks.offsets[0].as_py()))
-    out: list[np.ndarray] = []
-    polys = t.column("polygon")
-    for r in range(t.num_rows):  # only rows without a stored mask are converted here
-        if masks[r].is_valid:
-            out.append(np.asarray(masks[r].values, dtype=np.uint32))
-            continue
-        ih, iw = t.column("ih")[r].as_py(), t.column("iw")[r].as_py()
-        if ih is None or iw is None:
-            raise LoupeError("segm evaluation needs image sizes; an item has no width/height")
-        if polys[r].is_valid:
-            out.append(np.asarray(polygons.polygon_to_rle(polys[r].as_py(), ih, iw), dtype=np.uint32))
-        else:
-            bx = [t.column(c)[r].as_py() for c in ("x", "y", "width", "height")]
-            out.append(np.asarray(polygons.bbox_to_rle(*bx, ih, iw), dtype=np.uint32))
-    lengths = np.fromiter((len(o) for o in out), dtype=np.int64, count=len(out))
-    offsets = np.zeros(len(out) + 1, np.int64)
+    n = t.num_rows
+    ih = t.column("ih").to_numpy(zero_copy_only=False)
+    iw = t.column("iw").to_numpy(zero_copy_only=False)
+    has_mask = ~np.asarray(pc.is_null(masks))
+    has_poly = ~np.asarray(pc.is_null(t.column("polygon"))) & ~has_mask
+    is_box = ~has_mask & ~has_poly
+    need = ~has_mask
+    if need.any() and (np.isnan(ih[need].astype(float)).any() or np.isnan(iw[need].astype(float)).any()):
+        raise LoupeError("segm evaluation needs image sizes; an item has no width/height")
+    parts = []
+    rows = np.flatnonzero(has_mask)
+    if len(rows):
+        sub = masks.take(pa.array(rows))
+        parts.append((rows, np.asarray(sub.values, np.uint32),
+                      np.asarray(sub.offsets, np.int64) - int(sub.offsets[0].as_py())))
+    rows = np.flatnonzero(has_poly)
+    if len(rows):  # pycocotools rasterizes GT polygons at the image size (frPyObjects + merge)
+        segs = t.column("polygon").take(pa.array(rows)).to_pylist()
+        v, o = polygons.polygons_to_rle_many(segs, ih[rows].astype(np.int64), iw[rows].astype(np.int64),
+                                             validate=False)
+        parts.append((rows, v, o))
+    rows = np.flatnonzero(is_box)
+    if len(rows):  # a box-only object is its box polygon, as loadRes makes for bbox results
+        boxes = np.stack([t.column(c).to_numpy(zero_copy_only=False)[rows].astype(np.float64)
+                          for c in ("x", "y", "width", "height")], axis=1)
+        v, o = polygons.bboxes_to_rle_flat(boxes, ih[rows].astype(np.int64), iw[rows].astype(np.int64))
+        parts.append((rows, v, o))
+    return _scatter_flat(parts, n)
+
+
+def _scatter_flat(parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Interleave several flat (values, offsets) lists, each for some ``rows``, back into row order."""
+    lengths = np.zeros(n, np.int64)
+    for rows, _, o in parts:
+        lengths[rows] = np.diff(o)
+    offsets = np.zeros(n + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(out) if out else np.zeros(0, np.uint32)
+    values = np.empty(int(offsets[-1]), np.uint32)
+    for rows, v, o in parts:
+        L = np.diff(o)
+        src = np.arange(o[0], o[-1])
+        dst = np.repeat(offsets[rows] - o[:-1], L) + src
+        values[dst] = v[o[0]:o[-1]]
     return values, offsets

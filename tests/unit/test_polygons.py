@@ -157,3 +157,55 @@ def test_lenient_mode_still_rejects_what_pycocotools_cannot_read():
 def test_bad_canvas():
     with pytest.raises(ValueError, match="h >= 1"):
         P.polygon_to_rle([[0, 0, 5, 0, 5, 5]], 0, 10)
+
+
+# --------------------------------------------------------------------------
+# COCO segmentation objects (udfs.masks.rle_from_coco)
+# --------------------------------------------------------------------------
+
+
+def test_rle_from_coco_all_three_forms_match_pycocotools():
+    from udfs import masks as MS
+
+    h, w = 9, 7
+    poly = [[1.0, 1.0, 6.5, 1.2, 5.0, 8.0], [0.0, 0.0, 2.0, 0.0, 2.0, 2.0, 0.0, 2.0]]
+    unc = {"counts": [3, 0, 5, 10, 0, 0, 2, 43], "size": [h, w]}  # zero runs kept verbatim
+    comp = M.frPyObjects(poly, h, w)[0]  # bytes counts
+    comp_str = {"counts": comp["counts"].decode(), "size": [h, w]}
+    assert np.array_equal(MS.rle_from_coco(poly, h, w), coco_poly(poly, h, w))
+    assert np.array_equal(
+        MS.rle_from_coco(unc, h, w), R.decompress(M.frPyObjects(unc, h, w)["counts"])
+    )
+    assert np.array_equal(MS.rle_from_coco(comp, h, w), R.decompress(comp["counts"]))
+    assert np.array_equal(MS.rle_from_coco(comp_str), R.decompress(comp["counts"]))
+    values, offsets = MS.rles_from_coco_many([poly, unc, comp_str], h, w)
+    assert np.array_equal(values[offsets[0] : offsets[1]], coco_poly(poly, h, w))
+    assert np.array_equal(values[offsets[1] : offsets[2]], MS.rle_from_coco(unc, h, w))
+    assert np.array_equal(values[offsets[2] : offsets[3]], R.decompress(comp["counts"]))
+
+
+@pytest.mark.parametrize(
+    "segm, hw, message",
+    [
+        ({"counts": [3, 4], "size": [3, 3]}, (3, 3), "sum to 7 but the mask has h\\*w = 9"),
+        ({"counts": [3, -1, 7], "size": [3, 3]}, (3, 3), "non-negative"),
+        ({"counts": "52", "size": [3, 4]}, (3, 3), "does not match the image size"),
+        ({"size": [3, 3]}, (3, 3), "needs 'counts'"),
+        ({"counts": [9]}, (3, 3), "needs 'size'"),
+        ([[0, 0, 1, 0, 1, 1]], (None, None), "need the image h and w"),
+        ("not a segmentation", (3, 3), "unsupported segmentation type"),
+    ],
+)
+def test_rle_from_coco_errors(segm, hw, message):
+    from udfs import masks as MS
+
+    with pytest.raises(ValueError, match=message):
+        MS.rle_from_coco(segm, *hw)
+
+
+def test_rle_from_coco_batch_reports_index():
+    from udfs import masks as MS
+
+    good = [[0.0, 0.0, 3.0, 0.0, 3.0, 3.0]]
+    with pytest.raises(ValueError, match="segmentation 1: polygon 0 has an odd"):
+        MS.rles_from_coco_many([good, [[0.0, 0.0, 3.0, 0.0, 3.0]]], 5, 5)

@@ -49,9 +49,14 @@ def rle_counts(draw, h=None, w=None, zeros=True):
     h = h or draw(st.integers(1, 12))
     w = w or draw(st.integers(1, 12))
     n = h * w
-    # pycocotools' rleMerge buffer holds h*w+1 runs; more runs (zero-length ones) corrupt its heap
-    max_cuts = min(12, max(0, (n - 3) // 2)) if zeros else 12
-    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=max_cuts, unique=not zeros)))
+    # pycocotools' rleMerge buffer holds h*w+1 runs: more runs (zero-length ones)
+    # corrupt its heap, so zero-run inputs stay short. Without zeros: canonical
+    # runs (only the first may be 0, no trailing 0).
+    if zeros:
+        max_cuts = min(12, max(0, (n - 3) // 2))
+        cuts = sorted(draw(st.lists(st.integers(0, n), max_size=max_cuts)))
+    else:
+        cuts = sorted(draw(st.lists(st.integers(0, n - 1), max_size=12, unique=True)))
     counts = np.diff(np.array([0, *cuts, n]))
     return counts.astype(np.uint32), h, w
 
@@ -354,3 +359,54 @@ def test_decode_merge_iou_reject_mismatched_sizes():
         R.merge([[4], [5]], 2, 2)
     with pytest.raises(ValueError, match="different sizes"):
         R.iou([[4]], [[5]], [0])
+
+
+def test_flat_functions_accept_arrow_style_sliced_offsets():
+    lists = [[3, 2, 1], [6], [0, 6], [1, 1, 1, 1, 1, 1]]
+    values, offsets = R.to_flat(lists)
+    # an Arrow slice keeps the parent buffer: offsets start past foreign values
+    parent = np.concatenate([np.array([7, 7, 7], np.uint32), values, np.array([9], np.uint32)])
+    sliced = offsets + 3
+    assert R.compress_many(parent, sliced) == [R.compress(c) for c in lists]
+    assert R.area_flat(parent, sliced).tolist() == [2, 0, 6, 3]
+    boxes = R.to_bbox_flat(parent, sliced, 2, 3)
+    assert np.array_equal(boxes, np.stack([M.toBbox(coco(c, 2, 3)) for c in lists]))
+
+
+@pytest.mark.parametrize("chunk", [None, 5000])
+def test_iou_pairs_flat_realistic_canvas_matches_pycocotools_loop(monkeypatch, chunk):
+    from udfs.polygons import polygons_to_rle_many
+
+    if chunk:
+        monkeypatch.setattr(R, "_CHUNK_RUNS", chunk)
+    rng = np.random.default_rng(11)
+    h, w, n = 480, 640, 150
+    gt_polys, dt_polys = [], []
+    for _ in range(n):
+        cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(3, 150)
+        k = int(rng.integers(5, 15))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+        rad = r * rng.uniform(0.4, 1.0, k)
+        p = np.c_[cx + rad * np.cos(ang), cy + rad * np.sin(ang)].ravel()
+        gt_polys.append([p.tolist()])
+        dt_polys.append([(p + rng.normal(0, r * 0.15, p.size)).tolist()])
+    gv, go = polygons_to_rle_many(gt_polys, h, w)
+    dv, do = polygons_to_rle_many(dt_polys, h, w)
+    matched = rng.integers(0, n, 1500)
+    di = np.concatenate([matched, rng.integers(0, n, 1500)])
+    gi = np.concatenate([matched, rng.integers(0, n, 1500)])
+    crowd = rng.random(di.size) < 0.2
+    ours = R.iou_pairs_flat(dv, do, di, gv, go, gi, crowd)
+    dobj = [{"size": [h, w], "counts": R.compress(c)} for c in R.from_flat(dv, do)]
+    gobj = [{"size": [h, w], "counts": R.compress(c)} for c in R.from_flat(gv, go)]
+    ref = np.array([M.iou([dobj[d]], [gobj[g]], [c])[0, 0] for d, g, c in zip(di, gi, crowd)])
+    assert np.count_nonzero(ref) > 1500
+    assert np.array_equal(ours, ref)
+
+
+def test_iou_pairs_flat_rejects_bad_indices():
+    v, o = R.to_flat([[4], [1, 3]])
+    with pytest.raises(ValueError, match="dt_idx must index"):
+        R.iou_pairs_flat(v, o, [2], v, o, [0], False)
+    with pytest.raises(ValueError, match="gt_idx must index"):
+        R.iou_pairs_flat(v, o, [0], v, o, [-1], False)
