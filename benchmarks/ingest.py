@@ -4,9 +4,9 @@ The pair (about 5,000 images, 36,000 GT boxes, 500,000 detections) is generated 
 :func:`benchmarks.gen_coco.make_pair` into ``benchmarks/_data/`` (gitignored) on first use. Each
 side runs in its own subprocess so its peak RSS (``getrusage``; tracemalloc cannot see DuckDB's
 allocations) is its own; the timer covers the work only (parse + build + store), not interpreter
-start-up or module imports. Loupe stores into an in-memory workspace with all validation on;
-``clip=True`` because the generator's jittered detections may cross the image border
-(pycocotools accepts them unchecked; Loupe refuses such boxes unless asked to clip).
+start-up or module imports. Loupe stores into an in-memory workspace with all validation on,
+with ``clip="keep"``: the generator's jittered detections may cross the image border, which
+pycocotools accepts unchecked; Loupe refuses such boxes by default and here keeps them as given.
 
 Usage::
 
@@ -62,12 +62,12 @@ def side_loupe(gt: Path, res: Path) -> dict:
 
     ws = engine.connect()
     base = _peak_mb()
-    t0 = time.perf_counter()
-    s = ws.import_coco(gt, "bench", results=res, run="dets", clip=True)
-    dt = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    s = ws.import_coco(gt, "bench", results=res, run="dets", clip="keep")
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     n = ws.sql("SELECT (SELECT count(*) FROM annotations) AS a, (SELECT count(*) FROM predictions) AS p").to_pylist()[0]
     assert n["p"] == s.predictions and n["a"] == s.annotations
-    return {"seconds": dt, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": n["a"], "dets": n["p"]}
+    return {"seconds": dt, "cpu": cpu, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": n["a"], "dets": n["p"]}
 
 
 def side_pycocotools(gt: Path, res: Path) -> dict:
@@ -77,12 +77,12 @@ def side_pycocotools(gt: Path, res: Path) -> dict:
     from pycocotools.coco import COCO
 
     base = _peak_mb()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO(str(gt))
         dets = coco.loadRes(str(res))
-    dt = time.perf_counter() - t0
-    return {"seconds": dt, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": len(coco.anns),
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": dt, "cpu": cpu, "peak_rss_mb": _peak_mb(), "rss_before_mb": base, "gt": len(coco.anns),
             "dets": len(dets.anns)}
 
 
@@ -114,11 +114,14 @@ def main() -> None:
             r = run_side(side, gt, res)
             if side not in best or r["seconds"] < best[side]["seconds"]:
                 best[side] = r
+            best[side]["cpu"] = min(best[side]["cpu"], r["cpu"])
     p, lo = best["pycocotools"], best["loupe"]
-    print(f"{'':14}{'seconds':>9}{'peak RSS MB':>13}{'RSS before':>12}{'GT':>9}{'dets':>9}")
+    print(f"{'':14}{'seconds':>9}{'CPU s':>8}{'peak RSS MB':>13}{'RSS before':>12}{'GT':>9}{'dets':>9}")
     for name, r in (("pycocotools", p), ("loupe", lo)):
-        print(f"{name:14}{r['seconds']:9.3f}{r['peak_rss_mb']:13.0f}{r['rss_before_mb']:12.0f}{r['gt']:9d}{r['dets']:9d}")
-    print(f"ratio loupe / pycocotools: {lo['seconds'] / p['seconds']:.3f}x  (target <= 0.33x)")
+        print(f"{name:14}{r['seconds']:9.3f}{r['cpu']:8.3f}{r['peak_rss_mb']:13.0f}{r['rss_before_mb']:12.0f}"
+              f"{r['gt']:9d}{r['dets']:9d}")
+    print(f"ratio loupe / pycocotools: {lo['seconds'] / p['seconds']:.3f}x wall time (target <= 0.33x), "
+          f"{lo['cpu'] / p['cpu']:.3f}x CPU time")
 
 
 if __name__ == "__main__":

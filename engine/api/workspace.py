@@ -113,6 +113,12 @@ class Workspace:
                 "DELETE FROM slices WHERE dataset_id = $ds",
                 "DELETE FROM annotations WHERE dataset_id = $ds",
                 "DELETE FROM label_versions WHERE dataset_id = $ds",
+                "DELETE FROM label_changes WHERE dataset_id = $ds",
+                "DELETE FROM scenario_results WHERE evaluation_id IN (SELECT evaluation_id FROM scenario_evaluations "
+                "WHERE scenario_id IN (SELECT scenario_id FROM scenarios WHERE dataset_id = $ds))",
+                "DELETE FROM scenario_evaluations WHERE scenario_id IN (SELECT scenario_id FROM scenarios "
+                "WHERE dataset_id = $ds)",
+                "DELETE FROM scenarios WHERE dataset_id = $ds",
                 "DELETE FROM items WHERE dataset_id = $ds",
                 "DELETE FROM datasets WHERE dataset_id = $ds",
             ):

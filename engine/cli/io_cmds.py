@@ -12,7 +12,18 @@ from .common import db_option, handle_errors, open_ws, progress_printer
 _FMT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
                     help="Summary format.")
 _DATASET = click.option("--dataset", required=True, help="Dataset to import into (created if new).")
-_CLIP = click.option("--clip", is_flag=True, help="Clip boxes to the image instead of refusing boxes outside it.")
+
+
+def _CLIP(f):  # noqa: N802 - a decorator pair
+    f = click.option("--keep-outside", is_flag=True,
+                     help="Store boxes crossing the image border as given (as pycocotools does).")(f)
+    return click.option("--clip", is_flag=True, help="Clip boxes to the image instead of refusing boxes outside it.")(f)
+
+
+def _clip(clip: bool, keep_outside: bool) -> bool | str:
+    if clip and keep_outside:
+        raise click.UsageError("--clip and --keep-outside exclude each other")
+    return "keep" if keep_outside else clip
 
 
 def _summary(s: Any, fmt: str) -> str:
@@ -21,7 +32,8 @@ def _summary(s: Any, fmt: str) -> str:
         return json.dumps(d)
     lines = []
     if d["items"] or d["annotations"] or not d["run"]:
-        lines.append(f"imported into dataset '{d['dataset']}': {d['items']} new items, {d['annotations']} new annotations")
+        lines.append(f"imported into dataset '{d['dataset']}': {d['items']} new items, "
+                     f"{d['annotations']} new annotations")
     if d["labels"]:
         labels = ", ".join(f"{k} {v}" for k, v in list(d["labels"].items())[:12])
         more = len(d["labels"]) - 12
@@ -56,11 +68,11 @@ def import_group() -> None:
 @_FMT
 @handle_errors
 def import_coco(path: str, db: str, dataset: str, images: str | None, results: str | None, run: str | None,
-                model: str | None, check_images: bool | None, clip: bool, fmt: str) -> None:
+                model: str | None, check_images: bool | None, clip: bool, keep_outside: bool, fmt: str) -> None:
     """COCO instances JSON (PATH may also be a results file for an existing dataset)."""
     _run_import(db, fmt, lambda ws: ws.import_coco(
         path, dataset, images_dir=images, results=results, run=run, model=model, check_images=check_images,
-        clip=clip, progress=progress_printer("image headers")))
+        clip=_clip(clip, keep_outside), progress=progress_printer("image headers")))
 
 
 @import_group.command("pennfudan")
@@ -72,10 +84,12 @@ def import_coco(path: str, db: str, dataset: str, images: str | None, results: s
 @_CLIP
 @_FMT
 @handle_errors
-def import_pennfudan(path: str, db: str, dataset: str, check_images: bool, clip: bool, fmt: str) -> None:
+def import_pennfudan(path: str, db: str, dataset: str, check_images: bool, clip: bool, keep_outside: bool,
+                     fmt: str) -> None:
     """A PennFudan-layout folder (PNGImages/, PedMasks/, Annotation/)."""
     _run_import(db, fmt, lambda ws: ws.import_pennfudan(
-        path, dataset, check_images=check_images, clip=clip, progress=progress_printer("masks")))
+        path, dataset, check_images=check_images, clip=_clip(clip, keep_outside),
+        progress=progress_printer("masks")))
 
 
 @import_group.command("voc")
@@ -90,10 +104,11 @@ def import_pennfudan(path: str, db: str, dataset: str, check_images: bool, clip:
 @_FMT
 @handle_errors
 def import_voc(path: str, db: str, dataset: str, split: str | None, images: str | None, check_images: bool,
-               clip: bool, fmt: str) -> None:
+               clip: bool, keep_outside: bool, fmt: str) -> None:
     """A Pascal VOC folder (Annotations/*.xml + JPEGImages/)."""
     _run_import(db, fmt, lambda ws: ws.import_voc(
-        path, dataset, split=split, images_dir=images, check_images=check_images, clip=clip,
+        path, dataset, split=split, images_dir=images, check_images=check_images,
+        clip=_clip(clip, keep_outside),
         progress=progress_printer("annotation files")))
 
 
@@ -111,7 +126,7 @@ def import_voc(path: str, db: str, dataset: str, split: str | None, images: str 
 @_FMT
 @handle_errors
 def import_yolo(path: str, db: str, dataset: str, classes: str | None, predictions: str | None, run: str | None,
-                model: str | None, clip: bool, fmt: str) -> None:
+                model: str | None, clip: bool, keep_outside: bool, fmt: str) -> None:
     """A YOLO folder (images/ + labels/*.txt with normalized cx cy w h)."""
     names = None
     if classes is not None:
@@ -119,7 +134,8 @@ def import_yolo(path: str, db: str, dataset: str, classes: str | None, predictio
 
         names = [ln.strip() for ln in Path(classes).read_text().splitlines() if ln.strip()]
     _run_import(db, fmt, lambda ws: ws.import_yolo(
-        path, dataset, classes=names, predictions=predictions, run=run, model=model, clip=clip,
+        path, dataset, classes=names, predictions=predictions, run=run, model=model,
+        clip=_clip(clip, keep_outside),
         progress=progress_printer("image headers")))
 
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..store import Store
-from .checks import METADATA_RULE, Rule, enforce, finite, present_columns
+from .checks import METADATA_RULE, Rule, blank, enforce, finite, present_columns, trimmed
 from .geometry import infer_kind, mask_areas_boxes, polygon_areas, polygon_boxes
 from .schema import ANNOTATION_COLUMNS, KINDS, normalize
 
@@ -24,11 +24,11 @@ EPS = 1e-6  # pixels of float slack when checking boxes against the image
 _GEOM = ["x", "y", "width", "height"]
 
 _BASE_RULES = [
-    Rule("reference_id", "reference_id IS NULL OR trim(reference_id) = ''", "reference_id is missing or empty"),
+    Rule("reference_id", f"reference_id IS NULL OR {blank('reference_id')}", "reference_id is missing or empty"),
     Rule("reference_id", "__item_id IS NULL", "unknown reference_id (append the item first)"),
     Rule("kind", f"kind NOT IN ({', '.join(repr(k) for k in KINDS)})", f"kind must be one of {list(KINDS)}"),
-    Rule("label", "label IS NULL OR trim(label) = ''", "label is missing or empty"),
-    Rule("annotation_id", "annotation_id IS NOT NULL AND trim(annotation_id) = ''", "annotation_id is empty",
+    Rule("label", f"label IS NULL OR {blank('label')}", "label is missing or empty"),
+    Rule("annotation_id", f"annotation_id IS NOT NULL AND {blank('annotation_id')}", "annotation_id is empty",
          needs=("annotation_id",)),
     Rule("annotation_id", "annotation_id IS NOT NULL AND count(*) OVER (PARTITION BY reference_id, annotation_id) > 1",
          "duplicate annotation_id in batch", needs=("annotation_id",)),
@@ -245,7 +245,7 @@ def write_annotations(
                 con.execute(
                     f"""INSERT INTO annotations
                         SELECT $k0 + row_number() OVER (ORDER BY n.__row) - 1, $ds, n.__item_id, n.__aid, n.kind,
-                               trim(n.label), n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
+                               {trimmed('n.label')}, n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
                                n.keypoint_names, n.iscrowd, n.garea, n.metadata::JSON,
                                coalesce(p.old_seq, $s0 + row_number() OVER (ORDER BY n.__row) - 1), $v, NULL
                         FROM __ann_in n JOIN __ann_plan p USING (__row)
@@ -287,7 +287,7 @@ def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Tabl
             con.execute(
                 f"""INSERT INTO predictions
                     SELECT $k0 + __row, $run, __item_id, coalesce(annotation_id, 'p' || __row::VARCHAR), kind,
-                           trim(label), gx, gy, gw, gh, polygon, mask, keypoints, keypoint_names, confidence,
+                           {trimmed('label')}, gx, gy, gw, gh, polygon, mask, keypoints, keypoint_names, confidence,
                            class_pdf, garea, metadata::JSON, __row
                     FROM {_geometry_cte(view, clip)}""",
                 {"k0": k0, "run": run_id},

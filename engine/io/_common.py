@@ -76,7 +76,7 @@ def write_import(
     annotations: pa.Table | None,
     *,
     check_images: bool = True,
-    clip: bool = False,
+    clip: bool | str = False,
     metadata: Mapping[str, Any] | None = None,
     predictions: pa.Table | None = None,
     run: str | None = None,
@@ -104,7 +104,7 @@ def write_import(
 
 
 def write_run(ws: "Workspace", ds: "Dataset", predictions: pa.Table, run: str | None, model: str | None,
-              clip: bool = False) -> int:
+              clip: bool | str = False) -> int:
     """Store predictions as run ``run`` of ``model`` (registered on first use). Returns their count."""
     if not run:
         raise LoupeError("importing predictions needs a run name")

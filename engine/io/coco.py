@@ -152,7 +152,8 @@ def _split_segmentation(segs: list, name_of) -> tuple[list, list, list, list]:
             elif isinstance(counts, list):
                 clist[i] = counts
             else:
-                raise bad("RLE segmentation needs 'counts' (a string or a list of integers)", name_of(i), "segmentation")
+                raise bad("RLE segmentation needs 'counts' (a string or a list of integers)", name_of(i),
+                          "segmentation")
             size[i] = s.get("size")
         else:
             raise bad(f"segmentation must be a polygon list or an RLE object, got {type(s).__name__}",
@@ -420,11 +421,13 @@ def build_annotations(raw: pa.Table, index: CocoIndex, name_of, results: str | N
         i = int(np.argmax(wrong))
         raise bad(f"bbox must be [x, y, width, height], got {blen[i]} values", name_of(i), "bbox")
     has_box = blen == 4
-    geo = np.full((n, 4), np.nan)
-    if has_box.all():
-        geo = np.asarray(pc.list_flatten(bbox), dtype=np.float64).reshape(-1, 4).copy()
-    elif has_box.any():
-        geo[has_box] = np.asarray(pc.list_flatten(bbox.filter(pa.array(has_box))), dtype=np.float64).reshape(-1, 4)
+    if has_box.all():  # the common case: a read-only view of Arrow's buffer, no copy
+        geo = np.asarray(pc.list_flatten(bbox), dtype=np.float64).reshape(-1, 4)
+    else:
+        geo = np.full((n, 4), np.nan)
+        if has_box.any():
+            geo[has_box] = np.asarray(pc.list_flatten(bbox.filter(pa.array(has_box))),
+                                      dtype=np.float64).reshape(-1, 4)
 
     mask, mh, mw = _masks(raw, name_of)
     has_mask = np.asarray(pc.is_valid(mask))
@@ -442,6 +445,7 @@ def build_annotations(raw: pa.Table, index: CocoIndex, name_of, results: str | N
     if results == "bbox":
         area = geo[:, 2] * geo[:, 3]
     elif results == "segm":
+        geo = geo.copy()
         geo[has_mask | has_poly] = np.nan  # loadRes: box from the mask, area = mask area (engine derives both)
     elif results == "keypoints":
         geo, area = _keypoint_extent(kps, has_kp, geo, area)
@@ -567,7 +571,7 @@ def import_coco(
     run: str | None = None,
     model: str | None = None,
     check_images: bool | None = None,
-    clip: bool = False,
+    clip: bool | str = False,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Import a COCO instances file (and optionally a results file as a run) into ``dataset``.
@@ -603,7 +607,7 @@ def import_coco(
 
 
 def import_coco_results(ws: "Workspace", path: str | Path, dataset: str, run: str | None = None,
-                        model: str | None = None, clip: bool = False) -> ImportSummary:
+                        model: str | None = None, clip: bool | str = False) -> ImportSummary:
     """Import a COCO results file as run ``run`` (default: file stem) on a dataset imported from COCO."""
     ds = ws.get_dataset(dataset)
     preds = parse_results(path, CocoIndex.of_dataset(ds))

@@ -167,7 +167,7 @@ def read_pennfudan(root: str | Path, check_images: bool = True,
 
 
 def import_pennfudan(ws: "Workspace", root: str | Path, dataset: str, check_images: bool = True,
-                     clip: bool = False, progress: Progress | None = None) -> ImportSummary:
+                     clip: bool | str = False, progress: Progress | None = None) -> ImportSummary:
     """Import a PennFudan-layout folder (the real dataset or the sample data) into ``dataset``."""
     items, anns = read_pennfudan(root, check_images=check_images, progress=progress)
     return write_import(ws, dataset, items, anns, check_images=check_images, clip=clip)

@@ -108,7 +108,7 @@ def read_voc(root: str | Path, split: str | None = None, images_dir: str | Path 
 
 
 def import_voc(ws: "Workspace", root: str | Path, dataset: str, split: str | None = None,
-               images_dir: str | Path | None = None, check_images: bool = True, clip: bool = False,
+               images_dir: str | Path | None = None, check_images: bool = True, clip: bool | str = False,
                progress: Progress | None = None) -> ImportSummary:
     """Import a Pascal VOC folder into ``dataset`` (boxes; see the module docstring for the convention)."""
     items, anns = read_voc(root, split=split, images_dir=images_dir, progress=progress)

@@ -209,7 +209,7 @@ def read_yolo(root: str | Path, classes: Sequence[str] | None = None, images_dir
 def import_yolo(ws: "Workspace", root: str | Path, dataset: str, classes: Sequence[str] | None = None,
                 images_dir: str | Path | None = None, labels_dir: str | Path | None = None,
                 predictions: str | Path | None = None, run: str | None = None, model: str | None = None,
-                clip: bool = False, progress: Progress | None = None) -> ImportSummary:
+                clip: bool | str = False, progress: Progress | None = None) -> ImportSummary:
     """Import a YOLO folder into ``dataset``; ``predictions`` (6-column label files) becomes run ``run``."""
     items, anns, preds = read_yolo(root, classes, images_dir, labels_dir, predictions, progress)
     if preds is not None:

@@ -73,8 +73,16 @@ def test_bad_input_is_one_line_on_stderr_and_writes_nothing(tmp_path):
     assert sql(db, "SELECT count(*) AS n FROM datasets") == [{"n": 0}]
     p = loupe("import", "coco", tmp_path / "missing.json", "--db", db, "--dataset", "d", ok=False)
     assert p.returncode != 0 and "Traceback" not in p.stderr
+    gt["annotations"][0]["bbox"] = [5, 5, 8, 3]  # crosses the right border
+    f.write_text(json.dumps(gt))
+    p = loupe("import", "coco", f, "--db", db, "--dataset", "d", ok=False)
+    assert "outside the image" in p.stderr
+    loupe("import", "coco", f, "--db", db, "--dataset", "kept", "--keep-outside")
+    loupe("import", "coco", f, "--db", db, "--dataset", "clipped", "--clip")
+    assert sql(db, "SELECT d.name, a.width FROM annotations a JOIN datasets d USING (dataset_id) ORDER BY d.name") == [
+        {"name": "clipped", "width": 5.0}, {"name": "kept", "width": 8.0}]
     p = loupe("export", "coco", tmp_path / "x.json", "--db", db, "--dataset", "nope", ok=False)
-    assert p.returncode != 0 and p.stderr.strip().splitlines() == ["error: no dataset named 'nope'"]
+    assert p.returncode != 0 and p.stderr.strip().splitlines() == ["error: no dataset named 'nope'; datasets: clipped, kept"]
 
 
 def test_import_voc_and_yolo(tmp_path):

@@ -69,6 +69,9 @@ def test_voc_box_outside_image_is_refused_unless_clip(ws, voc):
     ws.import_voc(voc, "v", clip=True)
     r = [r for r in ws.get_dataset("v").annotations().to_pylist() if r["reference_id"] == "000003"][0]
     assert (r["x"], r["width"]) == (19, 11)
+    ws.import_voc(voc, "kept", clip="keep")  # stored as given, as pycocotools would
+    r = [r for r in ws.get_dataset("kept").annotations().to_pylist() if r["reference_id"] == "000003"][0]
+    assert (r["x"], r["width"]) == (19, 16)
 
 
 def test_voc_missing_bndbox_and_missing_image(ws, voc):
