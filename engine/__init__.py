@@ -8,6 +8,7 @@ Example:
     >>> ds.annotate([engine.BoxAnnotation("pedestrian", "a", x=10, y=20, width=30, height=60)])
 """
 from .analysis import crops
+from .analysis.compare import compare, compare_runs
 from .api import Dataset, Model, ModelRun, Workspace, connect
 from .errors import (
     AlreadyExistsError,
@@ -51,7 +52,7 @@ def explain(dsl: str, dialect: str = "duckdb", objects: bool = False, run: str |
 __version__ = "0.1.0"
 
 __all__ = [
-    "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops",
+    "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops", "compare", "compare_runs",
     "explain", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
     "LoupeError", "ValidationError", "NotFoundError", "AlreadyExistsError", "WorkspaceLocked", "SchemaVersionError",
     "DatasetItem", "Point", "Keypoint",

@@ -1,7 +1,8 @@
 """The DSL catalog of a dataset, read from DuckDB: labels, metadata keys and types, runs, slices.
 
 Reading metadata types scans every item's JSON (tens of ms for 100k items), so answers are cached per
-store and dataset under a cheap version token (label version, item count and max id, run commits). A
+store and dataset under a cheap version token (label version, item count and max id, run commits,
+a hash of the slice definitions; one ~1 ms query). A
 stale answer can only make the compiler *accept* a name; before it reports an unknown name or a type
 error it calls :meth:`refresh` and compiles again with fresh answers, so no spurious error survives.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from collections import OrderedDict
 from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
@@ -16,12 +18,14 @@ from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 from .store import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
+_COMPILED_MAX = 256  # compiled queries kept per store (a dashboard repeats the same few)
 
 _TOKEN_SQL = """
-SELECT d.label_version, i.n, i.mx, r.n, r.mx, r.c, r.mc
+SELECT d.label_version, i.n, i.mx, r.n, r.mx, r.c, r.mc, s.n, s.mx, s.h
 FROM datasets d,
      (SELECT count(*) n, max(item_id) mx FROM items WHERE dataset_id = {ds}) i,
-     (SELECT count(*) n, max(run_id) mx, count(committed_at) c, max(committed_at) mc FROM runs WHERE dataset_id = {ds}) r
+     (SELECT count(*) n, max(run_id) mx, count(committed_at) c, max(committed_at) mc FROM runs WHERE dataset_id = {ds}) r,
+     (SELECT count(*) n, max(slice_id) mx, sum(hash(name, kind, query, run_id)) h FROM slices WHERE dataset_id = {ds}) s
 WHERE d.dataset_id = {ds}
 """
 
@@ -59,6 +63,23 @@ class DuckDBCatalog(Catalog):
             cache[key] = (version, value)
         self._memo[part] = value
         return value
+
+    def compiled(self, key: tuple) -> Any:
+        """A query compiled earlier under the same catalog version (every name it read is unchanged)."""
+        lru = _CACHE.setdefault(self.store, {}).get((self.dataset_id, "compiled"))
+        if lru is None or self._fresh:
+            return None
+        hit = lru.get(key)
+        if hit is None or hit[0] != self._version():
+            return None
+        lru.move_to_end(key)
+        return hit[1]
+
+    def remember(self, key: tuple, compiled: Any) -> None:
+        lru = _CACHE.setdefault(self.store, {}).setdefault((self.dataset_id, "compiled"), OrderedDict())
+        lru[key] = (self._version(), compiled)
+        while len(lru) > _COMPILED_MAX:
+            lru.popitem(last=False)
 
     def refresh(self) -> bool:
         was = self._served_cached
@@ -107,6 +128,9 @@ class DuckDBCatalog(Catalog):
                 for name, run_id, params, current, thresholds in rows}
 
     def slices(self) -> Mapping[str, SliceInfo]:
+        return self._get("slices", self._load_slices)
+
+    def _load_slices(self) -> dict[str, SliceInfo]:
         rows = self.store.con.execute(
             """SELECT s.name, s.slice_id, s.kind, s.query, r.name FROM slices s
                LEFT JOIN runs r ON r.run_id = s.run_id WHERE s.dataset_id = $ds""", {"ds": self.dataset_id}).fetchall()

@@ -70,8 +70,15 @@ def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None,
             known = ", ".join(catalog.runs()) or "none"
             raise NotFoundError(f"no run named '{name}' on dataset '{ds.name}' (its runs: {known})")
     _check_limits(limit, offset)
-    return compile_query(dsl, catalog, target=target, run=name, order_by=order_by, limit=limit, offset=offset,
-                         projection=projection, strict=strict)
+    key = (dsl, target, name, order_by, limit, offset, projection, strict)
+    hit = catalog.compiled(key)
+    if hit is not None:
+        return hit
+    compiled = compile_query(dsl, catalog, target=target, run=name, order_by=order_by, limit=limit, offset=offset,
+                             projection=projection, strict=strict)
+    compiled.sql("duckdb")  # generate once now: cached queries are then never touched again
+    catalog.remember(key, compiled)
+    return compiled
 
 
 def execute(ds: "Dataset", compiled: CompiledQuery) -> pa.Table:

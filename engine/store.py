@@ -82,6 +82,7 @@ class Store:
             raise LoupeError(f"cannot open workspace {target}: {e}") from None
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self.generation = 0  # bumped by every committed write; caches (e.g. the DSL catalog) key on it
         self._local.cur = self._con
         self._ensure_schema()
         self._register_udfs(self._con)
@@ -157,6 +158,7 @@ class Store:
             finally:
                 self._local.in_tx = False
             con.execute("COMMIT")
+            self.generation += 1
 
     def next_key(self, table: str, column: str) -> int:
         """First free surrogate key of ``table.column`` (call inside a transaction)."""

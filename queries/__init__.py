@@ -1,8 +1,8 @@
 """Loupe's query language: lark grammar -> typed sqlglot expressions. Never touches a database.
 
 Example:
-    >>> from queries import compile_query, StaticCatalog
-    >>> compile_query('metadata.camera = "rear"', StaticCatalog()).sql()
+    >>> from queries import compile_query, OpenCatalog
+    >>> compile_query('metadata.camera = "rear"', OpenCatalog()).sql()
 """
 from .catalog import Catalog, MetadataSchema, OpenCatalog, RunInfo, SliceInfo, StaticCatalog
 from .compiler import CompiledQuery, compile_query

@@ -10,31 +10,30 @@ mapped to one of our own column expressions. Nothing the user typed is ever pars
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from lark import Token, Transformer, Tree, v_args
+from lark import Transformer, Tree, v_args
 from lark.exceptions import VisitError
 from sqlglot import exp
 
 from .catalog import ANY, BOOLEAN, NULL, NUMBER, STRING, Catalog, SliceInfo
 from .dialects import to_sql
 from .errors import DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, unknown
-from .fields import FUNCTIONS, KINDS, OBJECT_FIELDS, SOURCES, STATUSES
+from .fields import FUNCTIONS, KINDS, SOURCES, STATUSES
+from .lexemes import not_keyword, segment, unescape
 from .metadata import MetaRef
+from .objects import build_side
 from .parser import parse
-from .scopes import OBJ, Context, ItemScope, ObjectScope, Segments
-from .sqlbuild import (Aggregates, Side, cast, col, in_subquery, items_query, objects_query, placeholder_or, run_id_expr,
-                       table, threshold_expr)
-from .values import (ALL, NOCONST, Pos, Val, and_, arith_consts, boolean, compare_consts, literal, not_,
+from .scopes import Context, ItemScope, ObjectScope, Segments
+from .sqlbuild import Aggregates, Side, items_query, objects_query, placeholder_or
+from .values import (ALL, Pos, Val, and_, arith_consts, boolean, compare_consts, literal, not_,
                      or_, paren, type_name, typed_null)
 
 MAX_DEPTH = 200
 TARGETS = ("items", "objects")
 _CMP = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "/": "/", "0": None}
 _FIXED_DOMAINS = {"kind": KINDS, "status": STATUSES, "source": SOURCES}
 
 
@@ -82,64 +81,6 @@ def _pos(meta: Any) -> Pos:
     return Pos(meta.line, meta.column, max(1, length))
 
 
-def _tok_pos(tok: Token) -> Pos:
-    return Pos(tok.line, tok.column, max(1, len(tok)))
-
-
-def unescape(tok: Token) -> str:
-    """The value of a STRING token: backslash escapes (\\n \\t \\" \\uXXXX ...) or a doubled quote."""
-    raw = str(tok)
-    q, body = raw[0], raw[1:-1]
-    out: list[str] = []
-    i = 0
-    while i < len(body):
-        ch = body[i]
-        if ch == q:  # the grammar only lets a quote through doubled
-            out.append(q)
-            i += 2
-            continue
-        if ch != "\\":
-            out.append(ch)
-            i += 1
-            continue
-        nxt = body[i + 1]
-        if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", body[i + 2:i + 6] or ""):
-            cp = int(body[i + 2:i + 6], 16)
-            if cp == 0:
-                raise _bad_escape(tok, i, "\\u0000 (NUL) is not allowed in strings")
-            out.append(chr(cp))
-            i += 6
-            continue
-        if nxt not in _ESCAPES or _ESCAPES[nxt] is None:
-            raise _bad_escape(tok, i, f"invalid escape \\{nxt} in string")
-        out.append(_ESCAPES[nxt])
-        i += 2
-    return "".join(out)
-
-
-def _bad_escape(tok: Token, i: int, msg: str) -> DSLSyntaxError:
-    return DSLSyntaxError(msg, None, tok.line, tok.column + 1 + i, "\\", ['\\n \\t \\r \\\\ \\" \\\' \\uXXXX'])
-
-
-KEYWORDS = frozenset({"and", "or", "not", "in", "like", "between", "is", "null", "true", "false", "order", "by",
-                      "asc", "desc", "limit", "offset"})
-
-
-def _not_keyword(tok: Token) -> None:
-    """The contextual lexer reads a misplaced keyword as a name (``AND AND x``); report it as syntax."""
-    if str(tok).lower() in KEYWORDS:
-        raise DSLSyntaxError(f"syntax error: unexpected {str(tok)!r}", None, tok.line, tok.column, str(tok),
-                             ["a field name", "a number", "a string", "'('", "NOT"])
-
-
-def _segment(tok: Token) -> tuple[str, bool]:
-    if tok.type == "STRING":
-        return unescape(tok), True
-    if tok.type == "QUOTED_NAME":
-        return str(tok)[1:-1].replace("``", "`"), True
-    return str(tok), False
-
-
 @v_args(meta=True)
 class _Builder(Transformer):
     """Bottom-up: tokens -> typed values (:class:`Val`), metadata refs or calls -> one query's parts."""
@@ -169,12 +110,12 @@ class _Builder(Transformer):
 
     # -- names --------------------------------------------------------------------------------
     def bare_name(self, meta: Any, c: list) -> Val | MetaRef:
-        _not_keyword(c[0])
+        not_keyword(c[0])
         return self.scope.resolve(str(c[0]), [], _pos(meta))
 
     def field(self, meta: Any, c: list) -> Val | MetaRef:
-        _not_keyword(c[0])
-        return self.scope.resolve(str(c[0]), [_segment(t) for t in c[1:]], _pos(meta))
+        not_keyword(c[0])
+        return self.scope.resolve(str(c[0]), [segment(t) for t in c[1:]], _pos(meta))
 
     def call(self, meta: Any, c: list) -> _Call:
         args, kwargs = [], {}
@@ -194,7 +135,7 @@ class _Builder(Transformer):
 
     def call_field(self, meta: Any, c: list) -> Val:
         call: _Call = c[0]
-        segs: Segments = [_segment(t) for t in c[1:]]
+        segs: Segments = [segment(t) for t in c[1:]]
         pos = _pos(meta)
         if call.name != "predictions":
             raise DSLNameError(f"{call.name}(...) has no fields; only predictions(\"run\").<field> does",
@@ -543,11 +484,11 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
             unmatched = parts_for(ObjectScope(ctx, side, run_info, null_matches=True)).where
             if unmatched is not None and True not in unmatched.truth:
                 driver = "matches"
-        sides.append(_side(oscope, ctx, driver, where, [v.sql for v, _ in parts.order]))
+        sides.append(build_side(oscope, ctx, driver, where, [v.sql for v, _ in parts.order]))
     if not sides:
         oscope = ObjectScope(ctx, "gt", run_info)
         parts = parts_for(oscope)
-        sides.append(_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
+        sides.append(build_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
     expression = objects_query(sides, desc, n, off, ctx.aggs, projection)
     return CompiledQuery(target, expression, text, run)
 
@@ -558,52 +499,6 @@ def _where(v: Val | None) -> exp.Expression | None:
     if True not in v.truth:
         return exp.false()
     return v.sql
-
-
-def _retarget(e: exp.Expression, to: str) -> exp.Expression:
-    """Point the object-row stand-in alias at the branch's driver table (in place)."""
-    for c in e.find_all(exp.Column):
-        if c.table == OBJ:
-            c.set("table", exp.to_identifier(to))
-    return e
-
-
-def _side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Expression | None,
-          sort: list[exp.Expression]) -> Side:
-    t = scope.alias
-    gt = scope.side == "gt"
-    run = scope.run
-    target = "m" if driver == "matches" else t
-    where = None if where is None else _retarget(where, target)
-    sort = [_retarget(e, target) for e in sort]
-    cols = {name: scope.column(name, track=False).sql for name in OBJECT_FIELDS if name != "reference_id"}
-    null_key = cast(exp.null(), "BIGINT")
-    match_on = None
-    if scope.matched:
-        key = "ann_key" if gt else "pred_key"
-        match_on = exp.and_(
-            exp.EQ(this=col("run_id", "m"), expression=run_id_expr(run)),
-            exp.EQ(this=col("iou_threshold", "m"), expression=threshold_expr(run)),
-            exp.EQ(this=col("source", "m"), expression=exp.convert(scope.side)),
-            exp.EQ(this=col(key, "m"), expression=col(key, t)), copy=False)
-    cols["partner_key"] = col("pred_key" if gt else "ann_key", "m") if match_on is not None else null_key
-    cols["metadata"] = cast(col("metadata", t), "VARCHAR")
-    if gt:
-        base = [exp.EQ(this=col("dataset_id", t), expression=ctx.aggs.dataset_id.copy()),
-                exp.Is(this=col("valid_to", t), expression=exp.null())]
-    else:
-        base = [exp.EQ(this=col("run_id", t), expression=run_id_expr(run))]
-    mconds: list[exp.Expression] = []
-    if driver == "matches":
-        mconds = [exp.EQ(this=col("run_id", "m"), expression=run_id_expr(run)),
-                  exp.EQ(this=col("iou_threshold", "m"), expression=threshold_expr(run)),
-                  exp.EQ(this=col("source", "m"), expression=exp.convert(scope.side))]
-        if gt and not run.labels_current:  # labels changed since the commit: keep current GT only
-            current = exp.select(col("ann_key", "a")).from_(table("annotations", "a"), copy=False).where(
-                exp.and_(*[b.copy() for b in base], copy=False), copy=False)
-            mconds.append(in_subquery(col("ann_key", "m"), current))
-    return Side(scope.side, t, driver, where, sort, cols, base, match_on, mconds, scope.uses_items,
-                scope.uses_matches, list(scope.item.used_ctes))
 
 
 def _nested(ctx: Context, info: SliceInfo, pos: Pos) -> exp.Expression:
@@ -617,4 +512,4 @@ def _nested(ctx: Context, info: SliceInfo, pos: Pos) -> exp.Expression:
     return q.expression
 
 
-__all__ = ["CompiledQuery", "compile_query", "unescape"]
+__all__ = ["CompiledQuery", "compile_query"]

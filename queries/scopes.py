@@ -12,7 +12,7 @@ from typing import Callable
 from sqlglot import exp
 
 from .catalog import BOOLEAN, NUMBER, STRING, Catalog, RunInfo, SliceInfo
-from .errors import DSLNameError, DSLTypeError, unknown
+from .errors import DSLNameError, unknown
 from .fields import (ANNOTATION_AGGREGATES, ITEM_ALIASES, ITEM_COLUMNS, KINDS, LABEL_STATS, OBJECT_FIELDS,
                      PREDICTION_AGGREGATES, item_field_names, object_field_names)
 from .metadata import MetaRef, resolve as resolve_metadata
@@ -319,7 +319,8 @@ class ObjectScope:
             if segs:
                 raise _err_pos(unknown("field", head + "." + _show(segs), object_field_names()), pos)
             return replace(self.column(head), name=head, pos=pos)
-        raise _err_pos(unknown("field", _show([(head, False)] + segs), object_field_names()), pos)
+        known = object_field_names() + ["item." + n for n in item_field_names()]
+        raise _err_pos(unknown("field", _show([(head, False)] + segs), known), pos)
 
     def slice_member(self, info: SliceInfo, pos: Pos) -> Val:
         """Object slices: is this object in it; item slices: is this object's item in it."""
@@ -338,12 +339,6 @@ class ObjectScope:
                          exp.Not(this=exp.Is(this=col(key, "so"), expression=exp.null())), copy=False), copy=False)
         return Val(in_subquery(col(key, self.alias), sub), BOOLEAN, truth=frozenset({True, False}),
                    name=f'slice("{info.name}")', pos=pos)
-
-
-def check_type(v: Val, want: str, what: str) -> None:
-    if v.type not in (want, "null", "any"):
-        raise DSLTypeError(f"{what} needs {want}, got {v.name or v.type}", line=v.pos.line, column=v.pos.column,
-                           length=v.pos.length)
 
 
 __all__ = ["Context", "ItemScope", "ObjectScope", "Segments", "ALL"]

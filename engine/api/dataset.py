@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
-from ..errors import NotFoundError, ValidationError
-from ..ingest.annotations import record_version, write_annotations
+from ..errors import ValidationError
+from ..ingest.annotations import write_annotations
 from ..ingest.items import append_items
 from ._inputs import annotations_table, items_table
 
@@ -134,29 +134,61 @@ class Dataset:
             params,
         )
 
-    def delete_annotations(self, annotation_ids: Iterable[str], reason: str | None = None,
-                           author: str | None = None) -> int:
-        """Delete annotations (kept in history as a new label version). Returns how many."""
-        ids = pa.table({"annotation_id": pa.array([str(a) for a in annotation_ids], pa.string())})
-        con = self._store.con
-        con.register("__del_ids", ids)
-        try:
-            missing = con.execute(
-                "SELECT d.annotation_id FROM __del_ids d WHERE NOT EXISTS (SELECT 1 FROM annotations a "
-                "WHERE a.dataset_id = ? AND a.valid_to IS NULL AND a.annotation_id = d.annotation_id) LIMIT 1",
-                [self.id],
-            ).fetchone()
-            if missing:
-                raise NotFoundError(f"no current annotation with annotation_id '{missing[0]}' in {self.name}")
-            with self._store.transaction():
-                v = int(con.execute("SELECT label_version FROM datasets WHERE dataset_id = ?", [self.id]).fetchone()[0]) + 1
-                n = con.execute(
-                    "UPDATE annotations SET valid_to = ? WHERE dataset_id = ? AND valid_to IS NULL "
-                    "AND annotation_id IN (SELECT annotation_id FROM __del_ids)", [v, self.id]).fetchone()[0]
-                record_version(self._store, self.id, v, "delete", author, reason, 0, 0, int(n))
-        finally:
-            con.unregister("__del_ids")
-        return int(n)
+    def delete_annotations(self, annotation_ids: Iterable[Any], reason: str | None = None,
+                           author: str | None = None, reference_id: str | None = None) -> int:
+        """Delete annotations (kept in history as a new label version). Returns how many.
+
+        Ids are unique per item: name objects of several items as ``(reference_id, annotation_id)``
+        pairs (or pass ``reference_id``); an id found on several items is refused as ambiguous.
+        """
+        from ..corrections import delete_annotations
+
+        return delete_annotations(self, annotation_ids, reason=reason, author=author, reference_id=reference_id)
+
+    # -- label corrections (logic in engine/corrections.py) ------------------------------------------
+    def correct(self, annotation_id: Any, reason: str | None = None, author: str | None = None,
+                reference_id: str | None = None, **changes: Any) -> dict[str, Any]:
+        """Change one annotation's label / box / iscrowd / metadata as a new label version.
+
+        Example:
+            >>> ds.correct("2", reference_id="FudanPed00012", label="cyclist", reason="rides a bike", author="ana")
+        """
+        from ..corrections import correct
+
+        return correct(self, annotation_id, reason=reason, author=author, reference_id=reference_id, **changes)
+
+    def add_missing(self, annotations: Iterable[Any] | pa.Table, reason: str | None = None,
+                    author: str | None = None, clip: bool = False) -> dict[str, Any]:
+        """Add annotations the labels left out, as a new label version (logged with ``reason``)."""
+        from ..corrections import add_missing
+
+        return add_missing(self, annotations, reason=reason, author=author, clip=clip)
+
+    def apply_changes(self, add: Any = None, change: Any = None, delete: Any = None, reason: str | None = None,
+                      author: str | None = None, operation: str = "correct") -> dict[str, Any]:
+        """Adds, changes and deletes as ONE label version; see :func:`engine.corrections.apply_changes`."""
+        from ..corrections import apply_changes
+
+        return apply_changes(self, add=add, change=change, delete=delete, reason=reason, author=author,
+                             operation=operation)
+
+    def undo(self, version: int | None = None, reason: str | None = None, author: str | None = None) -> dict[str, Any]:
+        """Revert a label version (default: the latest) by opening a new one; history is kept."""
+        from ..corrections import undo
+
+        return undo(self, version, reason=reason, author=author)
+
+    def annotation_history(self, annotation_id: Any = None, reference_id: str | None = None) -> pa.Table:
+        """Every stored state of one annotation (or all) with version, operation, author and reason."""
+        from ..corrections import history
+
+        return history(self, annotation_id, reference_id)
+
+    def label_changes(self, version: int | None = None) -> pa.Table:
+        """Per-object log of corrections (action, fields, reason, old/new label) of one version or all."""
+        from ..corrections import changes
+
+        return changes(self, version)
 
     def label_versions(self) -> pa.Table:
         """The label history: one row per version with who, why, when and what changed."""
@@ -281,3 +313,38 @@ class Dataset:
         from ..slices import delete_slice
 
         delete_slice(self, name)
+
+    # -- scenario tests (logic in engine/scenarios.py) ---------------------------------------------------
+    def create_scenario(self, name: str, criteria: str, slice: str | None = None, description: str | None = None,
+                        baseline: Any = None, replace: bool = False) -> dict[str, Any]:
+        """A scenario test: a slice + criteria such as ``bbox_recall(iou=0.5) > 0.8, bbox_map() >= 0.5``.
+
+        See docs/scenarios.md. ``run.test()`` / ``loupe test`` evaluate it (with history).
+        """
+        from ..scenarios import create_scenario
+
+        return create_scenario(self, name, criteria, slice=slice, description=description, baseline=baseline,
+                               replace=replace)
+
+    def scenarios(self) -> pa.Table:
+        """The scenario tests of this dataset with their last outcome."""
+        from ..scenarios import list_scenarios
+
+        return list_scenarios(self)
+
+    def delete_scenario(self, name: str) -> None:
+        from ..scenarios import delete_scenario
+
+        delete_scenario(self, name)
+
+    def set_scenario_baseline(self, run: Any, names: Iterable[str] | None = None) -> int:
+        """Make ``run`` the baseline of the named scenarios (default all)."""
+        from ..scenarios import set_baseline
+
+        return set_baseline(self, run, names)
+
+    def scenario_history(self, name: str | None = None, run: Any = None) -> pa.Table:
+        """Past scenario evaluations (newest first), one row per criterion."""
+        from ..scenarios import scenario_history
+
+        return scenario_history(self, name, run)

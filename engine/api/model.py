@@ -162,3 +162,35 @@ class ModelRun:
         from ..metrics.report import error_types
 
         return error_types(self)
+
+    # -- label errors, comparison, scenario tests (logic in engine/analysis and engine/scenarios.py) ----
+    def suggest_label_errors(self, other_runs: Any = None, **kwargs: Any) -> pa.Table:
+        """Likely label errors (missing, spurious, wrong label, loose box, inconsistent) ranked by score.
+
+        Thin wrapper of :func:`engine.analysis.label_errors.suggest_label_errors`; ``other_runs``
+        (runs or names on the same dataset) confirm or refute each suggestion. See docs/label-errors.md.
+
+        Example:
+            >>> run.suggest_label_errors(limit=25)
+        """
+        from ..analysis.label_errors import suggest_label_errors
+
+        return suggest_label_errors(self, other_runs=other_runs, **kwargs)
+
+    def compare(self, other: "ModelRun | str", slice: Any = None, **kwargs: Any) -> dict[str, pa.Table]:
+        """Metric deltas against another run and the objects one gets right and the other wrong.
+
+        Thin wrapper of :func:`engine.analysis.compare.compare_runs` (this run is A, ``other`` is B).
+        """
+        from ..analysis.compare import compare_runs
+
+        return compare_runs(self, other, slice=slice, **kwargs)
+
+    def test(self, baseline: "ModelRun | str | None" = None, scenarios: Any = None) -> pa.Table:
+        """Evaluate the dataset's scenario tests for this run (stored with history); one row per criterion.
+
+        Thin wrapper of :func:`engine.scenarios.run_scenarios`.
+        """
+        from ..scenarios import run_scenarios
+
+        return run_scenarios(self, baseline=baseline, scenarios=scenarios)

@@ -58,6 +58,8 @@ class Workspace:
             return self.store.arrow(query, params)
         except duckdb.Error as e:
             raise LoupeError(f"SQL error: {e}") from None
+        finally:
+            self.store.generation += 1  # raw SQL may have written: invalidate caches
 
     # -- datasets ---------------------------------------------------------------------------
     def create_dataset(self, name: str, metadata: Mapping[str, Any] | None = None) -> "Dataset":

@@ -151,7 +151,7 @@ class Console:
         """(dataset, query) for .dsl: an explicit leading dataset name, the current one, or the only one."""
         names = self.ws.list_datasets().column("name").to_pylist()
         first, _, rest = arg.partition(" ")
-        if first in names and rest.strip() and first != self.dataset:
+        if first in names and rest.strip():
             return self.ws.get_dataset(first), rest.strip()
         if self.dataset is not None:
             return self.ws.get_dataset(self.dataset), arg

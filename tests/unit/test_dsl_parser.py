@@ -5,7 +5,7 @@ import pytest
 from lark import Token
 
 from queries import DSLSyntaxError, MetadataSchema, StaticCatalog, compile_query, parse
-from queries.compiler import unescape
+from queries.lexemes import unescape
 
 CAT = StaticCatalog(label_set={"pedestrian", "traffic light", "stop-sign"},
                     items_meta=MetadataSchema.from_values([{"camera": "x", "a": {"b": 1}, "k y": 2, "order": 1}]))
@@ -121,3 +121,40 @@ def test_error_positions_in_multiline_queries():
         compile_query(text, CAT)
     assert (ei.value.line, ei.value.column) == (3, 7)
     assert str(ei.value).split("\n")[1] == "    AND annotations.pedestrain > 2"
+
+
+# -- the reference page ------------------------------------------------------------------------------
+def _doc():
+    from pathlib import Path
+
+    return (Path(__file__).resolve().parents[2] / "docs" / "query-language.md").read_text()
+
+
+def _examples():
+    import re
+
+    for info, body in re.findall(r"```(dsl(?: objects)?)\n(.*?)```", _doc(), flags=re.S):
+        for line in body.splitlines():
+            if line.strip() and not line.startswith("#"):
+                yield ("objects" if info.endswith("objects") else "items"), line.strip()
+
+
+def test_every_example_in_the_docs_compiles():
+    from queries import OpenCatalog
+
+    examples = list(_examples())
+    assert len(examples) > 50
+    for target, q in examples:
+        compile_query(q, OpenCatalog(), target=target, run="r").sql()
+
+
+def test_every_field_and_function_is_documented():
+    from queries.fields import (FUNCTIONS, ITEM_ALIASES, ITEM_COLUMNS, KINDS, OBJECT_FIELDS, PREDICTION_AGGREGATES,
+                                STATUSES)
+
+    doc = _doc()
+    names = list(ITEM_COLUMNS) + list(OBJECT_FIELDS) + list(ITEM_ALIASES) + list(KINDS) + list(STATUSES)
+    names += [f"predictions.{k}" if k in ("count", "tp", "fp", "fn") else k for k in PREDICTION_AGGREGATES]
+    names += [f"{f}(" for f in FUNCTIONS] + ["annotations.count", "metadata.<key>", "item.<field>"]
+    missing = [n for n in names if n not in doc]
+    assert not missing, missing

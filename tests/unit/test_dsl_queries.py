@@ -270,3 +270,33 @@ def test_labels_changed_after_commit(world):
             assert got == {o["annotation_id"] for o in fns} - {victim}
     finally:
         w.ws.close()
+
+
+def test_with_a_real_commit(ws):
+    """The matches rows of engine's own commit: object and item queries agree with its counts."""
+    ds = ws.create_dataset("c")
+    ds.append([engine.DatasetItem(f"/{k}.png", f"i{k}", width=200, height=200) for k in range(4)], check_images=False)
+    ds.annotate([engine.BoxAnnotation("car", f"i{k}", x=10 + 40 * j, y=10, width=30, height=30,
+                                      annotation_id=f"g{k}{j}") for k in range(4) for j in range(k + 1)])
+    preds = [engine.BoxPrediction("car", f"i{k}", x=11 + 40 * j, y=10, width=30, height=30, confidence=0.9 - 0.1 * j,
+                                  annotation_id=f"p{k}{j}") for k in range(4) for j in range(k)]
+    preds += [engine.BoxPrediction("car", "i0", x=150, y=150, width=20, height=20, confidence=0.95, annotation_id="bg")]
+    run = ws.add_model("m").create_run("r", ds, preds)
+    if not hasattr(run, "commit"):
+        pytest.skip("commit is not available in this build")
+    res = run.commit(iou_threshold=0.5)
+    objs = ds.query_objects("", run="r")
+    for status, n_ in (("tp", res["tp"]), ("fp", res["fp"])):
+        assert objs.filter(pa_eq(objs, "source", "prediction", "status", status)).num_rows == n_
+        assert ds.query_objects(f'status = "{status}" AND source = "prediction"', run="r").num_rows == n_
+    assert ds.query_objects('status = "fn"', run="r").num_rows == res["fn"] == 4
+    assert ds.query_objects('status = "fn" ORDER BY x DESC LIMIT 2', run="r").num_rows == 2
+    assert ds.query("predictions.fn = 1", run="r").column("reference_id").to_pylist() == ["i0", "i1", "i2", "i3"]
+    assert ds.query("predictions.fp > 0", run="r").column("reference_id").to_pylist() == ["i0"]
+    assert ds.query("predictions.min_iou > 0.8", run="r").num_rows == 3
+
+
+def pa_eq(t, c1, v1, c2, v2):
+    import pyarrow.compute as pc
+
+    return pc.and_(pc.equal(t.column(c1), v1), pc.equal(t.column(c2), v2))

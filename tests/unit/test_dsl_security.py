@@ -235,7 +235,8 @@ def test_dsl_string_quoting_round_trips(s):
 
 @settings(max_examples=200, deadline=None)
 @given(st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda s: "\x00" not in s),
-                       st.one_of(st.integers(-10**6, 10**6), st.text(max_size=5), st.booleans()), min_size=1,
+                       st.one_of(st.integers(-10**6, 10**6), st.text(max_size=5).filter(lambda s: "\x00" not in s),
+                                 st.booleans()), min_size=1,
                        max_size=3))
 def test_metadata_keys_of_any_text_are_found(meta):
     w = engine.connect()

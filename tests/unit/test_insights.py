@@ -200,10 +200,8 @@ def test_run_of_another_dataset_is_refused(sample):
     assert "per_class" not in ds.insights()
 
 
-def test_charts_are_written(sample, tmp_path, request):
+def test_charts_are_written(sample, tmp_path):
     pytest.importorskip("matplotlib")
-    if request.node.callspec.params["sample"] != "hand":
-        pytest.skip("charts do not depend on the matcher; drawn once")
     from engine.analysis.plots import save_charts
 
     ws, ds, run, m, ins = sample

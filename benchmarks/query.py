@@ -1,0 +1,194 @@
+"""Benchmark: DSL compile time and compile + run latency on 100,000 items and ~700,000 boxes.
+
+The dataset (items with JSON metadata, ground-truth boxes, one committed run with ~700,000 predictions and
+its ~1.4M matches rows) is written straight into the tables with Arrow, as a commit would leave them, and
+a static "test" slice holds every fifth item. Each query is timed as a user sees it: catalog lookup,
+DSL -> SQL, DuckDB execution, Arrow result.
+
+    python benchmarks/query.py                      # in memory, 100k items
+    python benchmarks/query.py --db /tmp/q.duckdb   # keep (and reuse) the workspace file
+    python benchmarks/query.py --items 20000 --repeat 10
+
+Prints a Markdown table (the "Query" section of benchmarks/README.md).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import engine  # noqa: E402
+from engine.query_catalog import DuckDBCatalog  # noqa: E402
+from engine.query_runner import compile_for, execute  # noqa: E402
+from queries import compile_query  # noqa: E402
+
+LABELS = ["pedestrian", "car", "truck", "bus", "bicycle", "traffic light", "stop-sign"]
+
+QUERIES = [
+    # (name, target, run, dsl)
+    ("crowded scenes", "items", None, "annotations.pedestrian >= 4"),
+    ("metadata + count", "items", None, 'metadata.camera = "rear" AND annotations.count > 8'),
+    ("label arithmetic", "items", None, "annotations.truck + annotations.bus >= 3"),
+    ("nested metadata", "items", None, "metadata.weather.rain > 0.9 AND NOT metadata.weather.fog"),
+    ("FPs per item", "items", "r1", "predictions.fp >= 3"),
+    ("test slice, missed pedestrians", "items", "r1", 'slice("test") AND predictions.pedestrian.fn > 0'),
+    ("crowded, first 50", "items", None, "annotations.pedestrian >= 4 LIMIT 50"),
+    ("FPs by confidence, top 50", "objects", "r1", 'status = "fp" AND confidence > 0.8 ORDER BY confidence DESC LIMIT 50'),
+    ("worst-IoU TPs, 50", "objects", "r1", 'status = "tp" ORDER BY iou ASC LIMIT 50'),
+    ("small GT (all rows)", "objects", "r1", 'source = "gt" AND area < 32 * 32'),
+    ("rear-camera FPs (all rows)", "objects", "r1", 'status = "fp" AND confidence > 0.8 AND item.metadata.camera = "rear"'),
+]
+
+
+def build(ws: "engine.Workspace", n_items: int, per_item: float, seed: int = 0) -> None:
+    """Write the benchmark dataset into an empty workspace (Arrow inserts, one transaction per table)."""
+    rng = np.random.default_rng(seed)
+    ds = ws.create_dataset("bench")
+    con = ws.store.con
+    ids = np.arange(1, n_items + 1)
+    cams = np.array(["front", "rear", "left", "right"])[rng.integers(0, 4, n_items)]
+    rain = np.round(rng.random(n_items), 3)
+    meta = [json.dumps({"camera": c, "frame": int(i), "weather": {"rain": float(r), "fog": bool(i % 5 == 0)},
+                        "speed": int(i % 90)}) for i, c, r in zip(ids, cams, rain)]
+    items = pa.table({"item_id": ids, "reference_id": [f"img{i:06d}" for i in ids],
+                      "image_location": [f"/data/img{i:06d}.jpg" for i in ids], "metadata": meta})
+    con.register("__b_items", items)
+    con.execute(f"INSERT INTO items SELECT item_id, {ds.id}, reference_id, image_location, 640, 480, metadata::JSON "
+                "FROM __b_items")
+    n_per = rng.poisson(per_item, n_items)
+    n = int(n_per.sum())
+    item_of = np.repeat(ids, n_per)
+    p = 1 / np.arange(1, len(LABELS) + 1)
+    lab = np.array(LABELS)[rng.choice(len(LABELS), n, p=p / p.sum())]
+    w, h = rng.uniform(4, 200, n), rng.uniform(4, 200, n)
+    x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+    ann = pa.table({"ann_key": np.arange(1, n + 1), "item_id": item_of, "annotation_id": [f"a{i}" for i in range(n)],
+                    "label": lab, "x": x, "y": y, "width": w, "height": h, "area": w * h, "seq": np.arange(n)})
+    con.register("__b_ann", ann)
+    con.execute(f"""INSERT INTO annotations (ann_key, dataset_id, item_id, annotation_id, kind, label, x, y, width,
+                        height, iscrowd, area, seq, valid_from, valid_to)
+                    SELECT ann_key, {ds.id}, item_id, annotation_id, 'box', label, x, y, width, height, false, area,
+                           seq, 1, NULL FROM __b_ann""")
+    con.execute("UPDATE datasets SET label_version = 1 WHERE dataset_id = ?", [ds.id])
+    model = ws.add_model("detector")
+    con.execute(f"INSERT INTO runs VALUES (1, {model.id}, {ds.id}, 'r1', now()::TIMESTAMP, NULL, now()::TIMESTAMP, 1, "
+                "'{\"iou_threshold\": 0.5}')")
+    # predictions: a jittered copy of 80% of the GT (true positives) + 20% background boxes (false positives)
+    tp = rng.random(n) < 0.8
+    ptp = np.flatnonzero(tp)
+    n_fp = int(n * 0.2)
+    pitem = np.concatenate([item_of[ptp], rng.choice(ids, n_fp)])
+    m = len(pitem)
+    plab = np.concatenate([lab[ptp], np.array(LABELS)[rng.choice(len(LABELS), n_fp, p=p / p.sum())]])
+    pw, ph = np.concatenate([w[ptp], rng.uniform(4, 200, n_fp)]), np.concatenate([h[ptp], rng.uniform(4, 200, n_fp)])
+    px = np.concatenate([x[ptp] + rng.normal(0, 2, len(ptp)), rng.uniform(0, 400, n_fp)])
+    py = np.concatenate([y[ptp] + rng.normal(0, 2, len(ptp)), rng.uniform(0, 280, n_fp)])
+    pred = pa.table({"pred_key": np.arange(1, m + 1), "item_id": pitem, "annotation_id": [f"p{i}" for i in range(m)],
+                     "label": plab, "x": px, "y": py, "width": pw, "height": ph,
+                     "confidence": np.round(rng.random(m), 3), "area": pw * ph, "seq": np.arange(m)})
+    con.register("__b_pred", pred)
+    con.execute("""INSERT INTO predictions (pred_key, run_id, item_id, annotation_id, kind, label, x, y, width, height,
+                        confidence, area, seq)
+                   SELECT pred_key, 1, item_id, annotation_id, 'box', label, x, y, width, height, confidence, area, seq
+                   FROM __b_pred""")
+    iou = np.round(rng.uniform(0.5, 1.0, len(ptp)), 4)
+    is_tp = np.arange(m) < len(ptp)
+    partner = np.concatenate([ptp + 1, np.zeros(n_fp, np.int64)])
+    mp = pa.table({"source": pa.array(["prediction"] * m), "ann_key": pa.array(partner, mask=~is_tp),
+                   "pred_key": np.arange(1, m + 1), "item_id": pitem,
+                   "iou": pa.array(np.concatenate([iou, np.zeros(n_fp)]), mask=~is_tp),
+                   "status": pa.array(np.where(is_tp, "tp", "fp")),
+                   "error_type": pa.array(np.where(is_tp, None, "background").tolist())})
+    gpred = np.zeros(n, np.int64)
+    gpred[ptp] = np.arange(1, len(ptp) + 1)
+    giou = np.zeros(n)
+    giou[ptp] = iou
+    mg = pa.table({"source": pa.array(["gt"] * n), "ann_key": np.arange(1, n + 1), "pred_key": pa.array(gpred, mask=~tp),
+                   "item_id": item_of, "iou": pa.array(giou, mask=~tp), "status": pa.array(np.where(tp, "tp", "fn")),
+                   "error_type": pa.array(np.where(tp, None, "missed").tolist())})
+    for t in (mp, mg):
+        con.register("__b_m", t)
+        con.execute("INSERT INTO matches SELECT 1, 0.5, source, ann_key, pred_key, item_id, iou, iou, "
+                    "coalesce(ann_key, pred_key), status, error_type FROM __b_m")
+    con.execute("CHECKPOINT")
+    ds.create_slice("test", reference_ids=[f"img{i:06d}" for i in ids[::5]])
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
+
+
+def run(ws: "engine.Workspace", repeat: int) -> list[dict]:
+    """Per query: DSL -> SQL alone, then compile + run end to end, with a cold and a warm compile cache.
+
+    Cold: a new catalog and no compiled-query cache (version check, DSL -> SQL, execution). Warm: what
+    ``ds.query`` does when the same text comes again (version check, cached SQL, execution).
+    """
+    ds = ws.get_dataset("bench")
+    results = []
+    for name, target, run_name, dsl in QUERIES:
+        for _ in range(2):  # warm DuckDB and the catalog's cached parts
+            execute(ds, compile_for(ds, dsl, target, run_name))
+        pure, cold, warm = [], [], []
+        rows = 0
+        catalog = DuckDBCatalog(ws.store, ds.id)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            compile_query(dsl, catalog, target=target, run=run_name).sql()
+            pure.append(time.perf_counter() - t0)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            c = compile_query(dsl, DuckDBCatalog(ws.store, ds.id), target=target, run=run_name)
+            rows = execute(ds, c).num_rows
+            cold.append(time.perf_counter() - t0)
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            execute(ds, compile_for(ds, dsl, target, run_name))
+            warm.append(time.perf_counter() - t0)
+        results.append({"query": name, "dsl": dsl, "rows": rows, "dsl_to_sql_ms": 1000 * statistics.median(pure),
+                        "cold_p50": 1000 * _pct(cold, 0.5), "cold_p95": 1000 * _pct(cold, 0.95),
+                        "p50_ms": 1000 * _pct(warm, 0.5), "p95_ms": 1000 * _pct(warm, 0.95)})
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--per-item", type=float, default=7.0, help="mean GT boxes per item")
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--db", default=None, help="workspace file (reused when it already holds the dataset)")
+    ap.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all cores)")
+    args = ap.parse_args()
+    reuse = args.db is not None and Path(args.db).exists()
+    ws = engine.connect(args.db, read_only=reuse)
+    if args.threads:
+        ws.store.con.execute(f"SET threads = {int(args.threads)}")
+    if not reuse:
+        t0 = time.perf_counter()
+        build(ws, args.items, args.per_item)
+        print(f"built in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    counts = ws.sql("""SELECT (SELECT count(*) FROM items) items, (SELECT count(*) FROM annotations) boxes,
+                              (SELECT count(*) FROM predictions) predictions, (SELECT count(*) FROM matches) matches"""
+                    ).to_pylist()[0]
+    print(f"{counts['items']:,} items, {counts['boxes']:,} GT boxes, {counts['predictions']:,} predictions, "
+          f"{counts['matches']:,} matches rows; {args.repeat} runs per query\n")
+    res = run(ws, args.repeat)
+    print("| query | DSL | rows | DSL→SQL ms | cold p50 / p95 ms | warm p50 / p95 ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in res:
+        print(f"| {r['query']} | `{r['dsl']}` | {r['rows']:,} | {r['dsl_to_sql_ms']:.2f} | "
+              f"{r['cold_p50']:.1f} / {r['cold_p95']:.1f} | {r['p50_ms']:.1f} / {r['p95_ms']:.1f} |")
+    ws.close()
+
+
+if __name__ == "__main__":
+    main()

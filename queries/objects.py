@@ -1,0 +1,58 @@
+"""The two sides of an object query (ground truth, a run's predictions) as :class:`sqlbuild.Side` pieces.
+
+Each side's filter was compiled with the object row under a stand-in alias; here it is pointed at the
+table that side's first phase scans, and every output column gets its expression.
+"""
+from __future__ import annotations
+
+from sqlglot import exp
+
+from .fields import OBJECT_FIELDS
+from .scopes import OBJ, Context, ObjectScope
+from .sqlbuild import Side, cast, col, in_subquery, run_id_expr, table, threshold_expr
+
+
+def retarget(e: exp.Expression, to: str) -> exp.Expression:
+    """Point the object-row stand-in alias at the branch's driver table (in place)."""
+    for c in e.find_all(exp.Column):
+        if c.table == OBJ:
+            c.set("table", exp.to_identifier(to))
+    return e
+
+
+def build_side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Expression | None,
+          sort: list[exp.Expression]) -> Side:
+    t = scope.alias
+    gt = scope.side == "gt"
+    run = scope.run
+    target = "m" if driver == "matches" else t
+    where = None if where is None else retarget(where, target)
+    sort = [retarget(e, target) for e in sort]
+    cols = {name: scope.column(name, track=False).sql for name in OBJECT_FIELDS if name != "reference_id"}
+    null_key = cast(exp.null(), "BIGINT")
+    match_on = None
+    if scope.matched:
+        key = "ann_key" if gt else "pred_key"
+        match_on = exp.and_(
+            exp.EQ(this=col("run_id", "m"), expression=run_id_expr(run)),
+            exp.EQ(this=col("iou_threshold", "m"), expression=threshold_expr(run)),
+            exp.EQ(this=col("source", "m"), expression=exp.convert(scope.side)),
+            exp.EQ(this=col(key, "m"), expression=col(key, t)), copy=False)
+    cols["partner_key"] = col("pred_key" if gt else "ann_key", "m") if match_on is not None else null_key
+    cols["metadata"] = cast(col("metadata", t), "VARCHAR")
+    if gt:
+        base = [exp.EQ(this=col("dataset_id", t), expression=ctx.aggs.dataset_id.copy()),
+                exp.Is(this=col("valid_to", t), expression=exp.null())]
+    else:
+        base = [exp.EQ(this=col("run_id", t), expression=run_id_expr(run))]
+    mconds: list[exp.Expression] = []
+    if driver == "matches":
+        mconds = [exp.EQ(this=col("run_id", "m"), expression=run_id_expr(run)),
+                  exp.EQ(this=col("iou_threshold", "m"), expression=threshold_expr(run)),
+                  exp.EQ(this=col("source", "m"), expression=exp.convert(scope.side))]
+        if gt and not run.labels_current:  # labels changed since the commit: keep current GT only
+            current = exp.select(col("ann_key", "a")).from_(table("annotations", "a"), copy=False).where(
+                exp.and_(*[b.copy() for b in base], copy=False), copy=False)
+            mconds.append(in_subquery(col("ann_key", "m"), current))
+    return Side(scope.side, t, driver, where, sort, cols, base, match_on, mconds, scope.uses_items,
+                scope.uses_matches, list(scope.item.used_ctes))
