@@ -290,7 +290,7 @@ def _per_class(ma: dict[str, Any], mb: dict[str, Any]) -> pa.Table:
 def _per_slice(a: "ModelRun", b: "ModelRun", ds: "Dataset", only: Any, names: Sequence[str] | None,
                iou_type: str, v: int) -> pa.Table:
     if names is None:
-        names = [s.name for s in ds.slices()] if only is None else ([only] if isinstance(only, str) else [])
+        names = ds.slices().column("name").to_pylist() if only is None else ([only] if isinstance(only, str) else [])
     rows = []
     for name in names:
         ma = a.metrics(iou_type=iou_type, slice=name, label_version=v)

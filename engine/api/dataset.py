@@ -299,10 +299,11 @@ class Dataset:
 
         return create_slice(self, name, reference_ids, query, run, objects)
 
-    def slices(self) -> list["Slice"]:
-        from ..slices import list_slices
+    def slices(self) -> pa.Table:
+        """This dataset's slices as a table: name, kind, dynamic query, run, size (objects: ``get_slice``)."""
+        from ..slices import slices_table
 
-        return list_slices(self)
+        return slices_table(self.ws.store, self.id)
 
     def get_slice(self, name: str) -> "Slice":
         from ..slices import get_slice

@@ -78,7 +78,7 @@ def test_tutorial_on_sample_data(tmp_path):
     with engine.connect(db, read_only=True) as ws:
         ds = ws.get_dataset("sample")
         run = ws.get_run("simulated")
-        assert {"test", "train"} <= {s.name for s in ds.slices()}
+        assert {"test", "train"} <= set(ds.slices().column("name").to_pylist())
         assert len(ds.get_slice("test")) == 12 and len(ds.get_slice("train")) == 28
         rows = check_before_after(text, run, expected_rows=2)
         base, fixed = rows[0]["label_version"], rows[1]["label_version"]

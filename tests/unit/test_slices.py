@@ -39,7 +39,7 @@ def test_static_slice(world):
         s.append(["it999"])
     with pytest.raises(engine.ValidationError, match="unknown reference_id"):
         ds.create_slice("bad", reference_ids=["it001", "nope"])
-    assert [x.name for x in ds.slices()] == ["test"]  # the failed create left nothing behind
+    assert ds.slices().column("name").to_pylist() == ["test"]  # the failed create left nothing behind
 
 
 def test_names_unique_per_dataset(world):
@@ -150,7 +150,7 @@ def test_delete_slice_and_dataset(world):
     ds.create_slice("a", reference_ids=["it001"])
     ds.create_slice("b", query="annotations.count > 1")
     ds.delete_slice("a")
-    assert [s.name for s in ds.slices()] == ["b"]
+    assert ds.slices().column("name").to_pylist() == ["b"]
     assert world.ws.sql("SELECT count(*) FROM slice_items").column(0)[0].as_py() == 0
     world.ws.delete_dataset("world")
     assert world.ws.sql("SELECT count(*) FROM slices").column(0)[0].as_py() == 0
