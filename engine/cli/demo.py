@@ -59,6 +59,11 @@ def demo(directory: str | None, n_images: int, db: str | None) -> None:
         click.echo(render(pa.table({"metric": list(c["stats"]), "value": list(c["stats"].values())})))
         click.echo("\nerror types:")
         click.echo(render(run.error_types()))
+        sugg = run.suggest_label_errors(limit=5)
+        if sugg.num_rows:
+            click.echo("\nlikely label errors (top 5; loupe label-errors for more):")
+            click.echo(render(sugg.select(["rank", "reason", "reference_id", "label", "score"])))
+        click.echo("\nnext: `loupe tutorial` walks through slices, patches, label fixes and before/after metrics")
         if db:
             click.echo(f"\nworkspace saved to {db}; try: loupe sql --db {db} -c \"SELECT * FROM matches LIMIT 5\"")
         ws.close()
