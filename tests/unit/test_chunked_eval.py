@@ -53,7 +53,7 @@ def test_image_bounds_cover_all_images():
     img = np.array([0, 0, 0, 1, 3, 3, 3, 3, 4])
     b = image_bounds(img, 6, 3)
     assert b[0] == 0 and b[-1] == 6 and np.all(np.diff(b) > 0)
-    # at most max_dets detections start a chunk... each chunk begins before the (k*3)-th detection
+    # a chunk holds at most max_dets - 1 detections more than its last image brings
     counts = np.bincount(img, minlength=6)
     per_chunk = [counts[a:c].sum() for a, c in zip(b[:-1], b[1:])]
     assert sum(per_chunk) == len(img) and all(n <= 3 + counts.max() - 1 for n in per_chunk)
@@ -90,7 +90,8 @@ def test_chunked_commit_writes_the_same_index(ws_run, iou_type, opts):
     if opts.pop("allowed", False):
         labels = sorted({r[0] for r in ws.store.con.execute("SELECT DISTINCT label FROM annotations").fetchall()})
         opts["allowed_label_matches"] = [(labels[0], labels[1]), (labels[1], labels[0])]
-    pytest.importorskip("scipy") if opts.get("method") == "hungarian" else None
+    if opts.get("method") == "hungarian":
+        pytest.importorskip("scipy")
     kw = dict(iou_type=iou_type, **opts)
     one = commit_run(ws.store, run.id, run.dataset_id, **kw)
     want, want_eval = _matches(ws), _evaluation(ws)
