@@ -19,15 +19,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.metrics.coco_accumulate import accumulate_curves
-from udfs.matching import coco_greedy_match, stable_order
+from udfs.matching import CocoMatches, coco_greedy_match, stable_order
 
 __all__ = [
+    "CocoObjects",
     "CocoParams",
+    "CocoPlan",
     "CocoResult",
     "DtArrays",
     "GtArrays",
     "PairArrays",
+    "concat_matches",
     "evaluate",
+    "finish",
+    "match",
+    "new_objects",
+    "prepare",
+    "record",
     "summarize",
     "summary_lines",
 ]
@@ -180,28 +188,52 @@ def _orders(img: np.ndarray, cat: np.ndarray, score: np.ndarray, n_img: int, n_c
     return acc, rank
 
 
-def evaluate(gt: GtArrays, dt: DtArrays, pairs: PairArrays, params: CocoParams | None = None) -> CocoResult:
-    """Run COCO evaluation (evaluate + accumulate + summarize) on flat arrays.
+@dataclass(frozen=True, eq=False)
+class CocoPlan:
+    """Per-object state of one evaluation, before any pair is seen (see :func:`prepare`)."""
 
-    Args:
-        gt: ground truth arrays (defines the image and category universe).
-        dt: detections.
-        pairs: candidate pairs with IoU > 0; pairs whose detection and GT are
-            not in the same image (and category, unless class-agnostic) are ignored.
-        params: evaluation parameters, pycocotools defaults when None.
-    """
+    params: CocoParams
+    iou_thrs: np.ndarray
+    rec_thrs: np.ndarray
+    max_dets: list[int]
+    area_rng: np.ndarray
+    K: int
+    a_all: int
+    g_cat: np.ndarray  # category used for curves (0 when class-agnostic)
+    g_crowd: np.ndarray
+    g_ig: np.ndarray  # (A, G) GT ignore flags per area range
+    gt_order: np.ndarray | None  # tie-break key (class-agnostic) or None = GT index
+    ann_id: np.ndarray | None
+    same_key: tuple[np.ndarray, ...]  # (dt img, gt img[, dt cat, gt cat]): a pair must agree on each
+    d_cat: np.ndarray
+    d_score: np.ndarray
+    d_area: np.ndarray
+    rank: np.ndarray  # (D,) rank in its group, -1 if invalid
+    rank_eval: np.ndarray  # rank, -1 beyond maxDets
+    evaluated: np.ndarray
+    L: np.ndarray  # evaluated detections in accumulate order
+
+
+@dataclass(frozen=True, eq=False)
+class CocoObjects:
+    """Per-object matches (area 'all'): ``dt_match``/``gt_match`` (T, D)/(T, G) partner or -1,
+    ``dt_ignore`` (T, D); of all objects or of one chunk (see :func:`record`)."""
+
+    dt_match: np.ndarray
+    dt_ignore: np.ndarray
+    gt_match: np.ndarray
+
+
+def prepare(gt: GtArrays, dt: DtArrays, params: CocoParams | None = None) -> CocoPlan:
+    """Ranks, accumulate order and GT ignore flags: everything that does not need pairs."""
     p = params or CocoParams()
     iou_thrs = np.asarray(p.iou_thrs, dtype=np.float64)
-    rec_thrs = np.asarray(p.rec_thrs, dtype=np.float64)
     max_dets = sorted(int(m) for m in p.max_dets)
     area_rng = np.asarray(p.area_rng, dtype=np.float64).reshape(-1, 2)
-    T, M = len(iou_thrs), len(max_dets)
-    if T == 0 or (iou_thrs <= 0).any():
+    if len(iou_thrs) == 0 or (iou_thrs <= 0).any():
         raise ValueError("iou_thrs must be non-empty and > 0")
     n_img = int(gt.n_images)
     n_cat_all = int(gt.n_categories)
-    K = n_cat_all if p.use_cats else 1
-    a_all = p.area_lbl.index("all") if "all" in p.area_lbl else 0
 
     g_img = np.asarray(gt.img, dtype=np.int64)
     g_cat_raw = np.asarray(gt.cat, dtype=np.int64)
@@ -210,9 +242,7 @@ def evaluate(gt: GtArrays, dt: DtArrays, pairs: PairArrays, params: CocoParams |
     d_img = np.asarray(dt.img, dtype=np.int64)
     d_cat_raw = np.asarray(dt.cat, dtype=np.int64)
     d_score = np.asarray(dt.score, dtype=np.float64)
-    d_area = np.asarray(dt.area, dtype=np.float64)
     n_gt, n_dt = len(g_img), len(d_img)
-    g_cat = g_cat_raw if p.use_cats else np.zeros(n_gt, np.int64)
 
     # --- detection order and per-group rank (pycocotools sorts with mergesort) ---
     valid = (d_cat_raw >= 0) & (d_cat_raw < n_cat_all) & (d_img >= 0) & (d_img < n_img)
@@ -222,70 +252,157 @@ def evaluate(gt: GtArrays, dt: DtArrays, pairs: PairArrays, params: CocoParams |
     rank[vidx] = rank_v
     max_det = max_dets[-1]
     evaluated = valid & (rank < max_det)
-    rank_eval = np.where(evaluated, rank, -1)
     L = vidx[acc_v]
     L = L[rank[L] < max_det]  # accumulate order of evaluated detections
-    d_cat = d_cat_raw if p.use_cats else np.zeros(n_dt, np.int64)
 
     # --- GT ignore flags per area range, tie order ---
     g_ig = g_crowd[None, :] | (g_area[None, :] < area_rng[:, :1]) | (g_area[None, :] > area_rng[:, 1:])
     if p.use_cats:
         gt_order = None
+        same_key = (d_img, g_img, d_cat_raw, g_cat_raw)
     else:  # pycocotools concatenates GTs category by category
         gt_order = np.empty(n_gt, np.int64)
         gt_order[_argsort_small(g_cat_raw, n_cat_all)] = np.arange(n_gt)
+        same_key = (d_img, g_img)
+    return CocoPlan(
+        params=p, iou_thrs=iou_thrs, rec_thrs=np.asarray(p.rec_thrs, dtype=np.float64), max_dets=max_dets,
+        area_rng=area_rng, K=n_cat_all if p.use_cats else 1,
+        a_all=p.area_lbl.index("all") if "all" in p.area_lbl else 0,
+        g_cat=g_cat_raw if p.use_cats else np.zeros(n_gt, np.int64), g_crowd=g_crowd, g_ig=g_ig,
+        gt_order=gt_order, ann_id=None if gt.ann_id is None else np.asarray(gt.ann_id),
+        same_key=same_key, d_cat=d_cat_raw if p.use_cats else np.zeros(n_dt, np.int64), d_score=d_score,
+        d_area=np.asarray(dt.area, dtype=np.float64), rank=rank, rank_eval=np.where(evaluated, rank, -1),
+        evaluated=evaluated, L=L,
+    )
 
-    # --- matching ---
+
+def match(plan: CocoPlan, pairs: PairArrays, dt_index: np.ndarray | None = None,
+          gt_index: np.ndarray | None = None) -> CocoMatches:
+    """Greedy matches (global indices) for a set of pairs covering whole (image, category) groups.
+
+    With ``dt_index``/``gt_index`` (ascending global indices of a chunk's objects) the pairs use
+    positions in them and the matching runs on the chunk's objects only.
+    """
     pd = np.asarray(pairs.dt, dtype=np.int64)
     pg = np.asarray(pairs.gt, dtype=np.int64)
     piou = np.asarray(pairs.iou, dtype=np.float64)
-    same = d_img[pd] == g_img[pg]
-    if p.use_cats:
-        same &= d_cat_raw[pd] == g_cat_raw[pg]
+    keys = plan.same_key
+    rank, crowd, g_ig, order = plan.rank_eval, plan.g_crowd, plan.g_ig, plan.gt_order
+    if dt_index is not None:
+        keys = tuple(k[dt_index] if i % 2 == 0 else k[gt_index] for i, k in enumerate(keys))
+        rank, crowd, g_ig = rank[dt_index], crowd[gt_index], g_ig[:, gt_index]
+        order = None if order is None else order[gt_index]
+    same = keys[0][pd] == keys[1][pg]
+    if len(keys) == 4:
+        same &= keys[2][pd] == keys[3][pg]
     if not same.all():
         pd, pg, piou = pd[same], pg[same], piou[same]
-    mt = coco_greedy_match(rank_eval, g_crowd, g_ig, pd, pg, piou, iou_thrs, gt_order)
-    m_ig = g_ig[mt.area, mt.gt]
-    if gt.ann_id is not None:
-        id0 = np.asarray(gt.ann_id)[mt.gt] == 0
-    else:
-        id0 = np.zeros(len(mt.gt), bool)
+    mt = coco_greedy_match(rank, crowd, g_ig, pd, pg, piou, plan.iou_thrs, order)
+    if dt_index is None:
+        return mt
+    idx_t = mt.dt.dtype
+    return CocoMatches(mt.thr, mt.area, dt_index[mt.dt].astype(idx_t), gt_index[mt.gt].astype(idx_t))
 
-    precision, recall, scores = accumulate_curves(
-        L, rank, d_cat, d_score, d_area, g_cat, g_ig, mt, m_ig, id0,
-        iou_thrs, rec_thrs, max_dets, area_rng, K,
-    )
-    stats = summarize(precision, recall, p)
 
-    # --- per-object outputs for area 'all', largest maxDet ---
-    sel = mt.area == a_all
-    t_s, d_s, g_s, id0_s = mt.thr[sel], mt.dt[sel], mt.gt[sel], id0[sel]
-    dt_match = np.full((T, n_dt), -1, np.int32)
-    dt_match[t_s[~id0_s], d_s[~id0_s]] = g_s[~id0_s]
-    out_all = (d_area < area_rng[a_all, 0]) | (d_area > area_rng[a_all, 1])
-    dt_ignore = np.broadcast_to(out_all & evaluated, (T, n_dt)).copy()
-    dt_ignore[t_s, d_s] = g_ig[a_all, g_s] | (id0_s & out_all[d_s])
-    gt_match = np.full((T, n_gt), -1, np.int32)
-    cr = g_crowd[g_s]
-    gt_match[t_s[~cr], g_s[~cr]] = d_s[~cr]  # a non-crowd GT is matched at most once
+def concat_matches(parts: list[CocoMatches]) -> CocoMatches:
+    """One CocoMatches from per-chunk ones (row order does not matter downstream)."""
+    if len(parts) == 1:
+        return parts[0]
+    return CocoMatches(*(np.concatenate([getattr(m, f) for m in parts]) for f in ("thr", "area", "dt", "gt")))
+
+
+def new_objects(plan: CocoPlan, dt_index: np.ndarray | None = None,
+                gt_index: np.ndarray | None = None) -> CocoObjects:
+    """Empty per-object outputs (all objects, or a chunk's): unmatched; dt_ignore = evaluated and
+    out of area 'all'."""
+    T = len(plan.iou_thrs)
+    d_area, evaluated = plan.d_area, plan.evaluated
+    if dt_index is not None:
+        d_area, evaluated = d_area[dt_index], evaluated[dt_index]
+    n_gt = len(plan.g_crowd) if gt_index is None else len(gt_index)
+    lo, hi = plan.area_rng[plan.a_all]
+    out_all = (d_area < lo) | (d_area > hi)
+    return CocoObjects(dt_match=np.full((T, len(d_area)), -1, np.int32),
+                       dt_ignore=np.broadcast_to(out_all & evaluated, (T, len(d_area))).copy(),
+                       gt_match=np.full((T, n_gt), -1, np.int32))
+
+
+def _id0(plan: CocoPlan, mt: CocoMatches) -> np.ndarray:
+    if plan.ann_id is not None:
+        return plan.ann_id[mt.gt] == 0
+    return np.zeros(len(mt.gt), bool)
+
+
+def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndarray | None = None,
+           gt_index: np.ndarray | None = None) -> None:
+    """Write the per-object outputs (area 'all') of matches into ``objs``.
+
+    ``mt`` (global indices) must hold every match of the groups it touches. With ``dt_index`` /
+    ``gt_index`` (a chunk's ascending global indices) ``objs`` is the chunk's and is written in
+    its local indices, partners included.
+    """
+    sel = mt.area == plan.a_all
+    t_s, d_s, g_s = mt.thr[sel], mt.dt[sel], mt.gt[sel]
+    id0_s = _id0(plan, mt)[sel]
+    lo, hi = plan.area_rng[plan.a_all]
+    out_d = (plan.d_area[d_s] < lo) | (plan.d_area[d_s] > hi)
+    ig = plan.g_ig[plan.a_all, g_s] | (id0_s & out_d)
+    cr = plan.g_crowd[g_s]
+    rank_s = plan.rank[d_s]
+    if dt_index is not None:  # positions inside the chunk
+        d_s, g_s = np.searchsorted(dt_index, d_s), np.searchsorted(gt_index, g_s)
+    n_gt = objs.gt_match.shape[1]
+    objs.dt_match[t_s[~id0_s], d_s[~id0_s]] = g_s[~id0_s]
+    objs.dt_ignore[t_s, d_s] = ig
+    objs.gt_match[t_s[~cr], g_s[~cr]] = d_s[~cr]  # a non-crowd GT is matched at most once
     if cr.any():  # a crowd keeps its last (lowest-ranked) match, as pycocotools overwrites
-        tc, gc, dc = t_s[cr], g_s[cr], d_s[cr]
-        o = np.lexsort((rank[dc], gc, tc))
+        tc, gc, dc, rc = t_s[cr], g_s[cr], d_s[cr], rank_s[cr]
+        o = np.lexsort((rc, gc, tc))
         key = tc[o].astype(np.int64) * n_gt + gc[o]
         last = np.r_[key[1:] != key[:-1], True]
-        gt_match[tc[o][last], gc[o][last]] = dc[o][last]
+        objs.gt_match[tc[o][last], gc[o][last]] = dc[o][last]
 
-    m_last = M - 1
+
+def finish(plan: CocoPlan, mt: CocoMatches) -> CocoResult:
+    """Accumulate and summarize all matches into a CocoResult (with the per-object outputs)."""
+    p, a_all = plan.params, plan.a_all
+    m_ig = plan.g_ig[mt.area, mt.gt]
+    precision, recall, scores = accumulate_curves(
+        plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig, mt, m_ig,
+        _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K,
+    )
+    del m_ig
+    stats = summarize(precision, recall, p)
+    objs = new_objects(plan)
+    record(plan, mt, objs)
+    m_last = len(plan.max_dets) - 1
     ap = _masked_mean(precision[:, :, :, a_all, m_last], k_axis=2)
-    t50 = np.flatnonzero(iou_thrs == .5)
+    t50 = np.flatnonzero(plan.iou_thrs == .5)
     ap50 = _masked_mean(precision[t50][:, :, :, a_all, m_last], k_axis=2)
     ar = _masked_mean(recall[:, :, a_all, m_last], k_axis=1)
     return CocoResult(
         params=p, precision=precision, recall=recall, scores=scores, stats=stats,
         ap_per_class=ap, ap50_per_class=ap50, ar_per_class=ar,
-        dt_match=dt_match, dt_ignore=dt_ignore, gt_match=gt_match, gt_ignore=g_ig[a_all].copy(),
-        dt_dropped=~evaluated, dt_rank=rank,
+        dt_match=objs.dt_match, dt_ignore=objs.dt_ignore, gt_match=objs.gt_match,
+        gt_ignore=plan.g_ig[a_all].copy(), dt_dropped=~plan.evaluated, dt_rank=plan.rank,
     )
+
+
+def evaluate(gt: GtArrays, dt: DtArrays, pairs: PairArrays, params: CocoParams | None = None) -> CocoResult:
+    """Run COCO evaluation (evaluate + accumulate + summarize) on flat arrays.
+
+    Same as ``prepare``, ``match`` and ``finish`` on all pairs at once; callers that cannot hold
+    all pairs run ``match`` per chunk of images and ``finish`` on the concatenated matches.
+
+    Args:
+        gt: ground truth arrays (defines the image and category universe).
+        dt: detections.
+        pairs: candidate pairs with IoU > 0; pairs whose detection and GT are
+            not in the same image (and category, unless class-agnostic) are ignored.
+        params: evaluation parameters, pycocotools defaults when None.
+    """
+    plan = prepare(gt, dt, params)
+    return finish(plan, match(plan, pairs))
 
 
 def _masked_mean(x: np.ndarray, k_axis: int) -> np.ndarray:

@@ -14,6 +14,7 @@ docs/matching.md. Error types (TIDE-style, ``BG = 0.1`` background threshold, ``
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -23,8 +24,10 @@ from udfs.matching import GreedyResult, greedy_match, hungarian_match
 
 from ..errors import LoupeError
 from ..store import Store
-from .evaluate import RunEvaluation, candidate_pairs, evaluate_run, stats_dict
-from .inputs import EvalInputs, Pairs
+from ..metrics.cocoeval import CocoObjects, CocoParams
+from .chunks import Chunk
+from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
+from .inputs import EvalInputs, Pairs, gather
 
 BG_IOU = 0.1
 METHODS = ("coco", "hungarian")
@@ -41,25 +44,45 @@ def commit_run(
     method: str = "coco",
     label_version: int | None = None,
     iou_type: str = "bbox",
+    chunk_dets: int | None = None,
 ) -> dict[str, Any]:
-    """Match, index and evaluate a run. Returns counts and the 12 COCO stats."""
+    """Match, index and evaluate a run. Returns counts and the 12 COCO stats.
+
+    Images are processed in chunks of about ``chunk_dets`` detections (``chunks.CHUNK_DETECTIONS``
+    by default): candidate pairs live for one chunk, only per-object results are kept.
+    """
     if method not in METHODS:
         raise LoupeError(f"method must be one of {METHODS}, got {method!r}")
     if not 0 < float(iou_threshold) <= 1:
         raise LoupeError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+    if iou_type not in IOU_TYPES:
+        raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     allowed = _allowed(allowed_label_matches)
     if label_version is None:
         label_version = int(store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [dataset_id]))
-    ev = evaluate_run(store, dataset_id, run_id, iou_type=iou_type, label_version=label_version,
-                      class_agnostic=class_agnostic)
-    inp = ev.inputs
-    cross = candidate_pairs(store, inp, iou_type, same_category=False) if not class_agnostic else ev.pairs
-    m = _match(ev, cross, float(iou_threshold), allowed, method)
-    table = _matches_table(run_id, inp, ev.pairs, cross, m, float(iou_threshold), dropped=_dropped(ev, method, allowed))
-    params = {"iou_threshold": float(iou_threshold), "class_agnostic": bool(class_agnostic),
+    inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic)
+    thr = float(iou_threshold)
+    rows = _ObjectRows.empty(len(inp.dt), len(inp.gt))
+    thrs = np.asarray(CocoParams().iou_thrs)
+    t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)
+
+    def on_chunk(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None, objs: CocoObjects) -> None:
+        if len(t_eval):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
+            m = _from_eval(objs, int(t_eval[0]))
+        else:
+            m = _match(sub, sp, xp, thr, allowed, method)
+        rows.put(ch, *_object_values(sub, xp, m, thr))
+
+    res = evaluate_inputs(store, inp, iou_type, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
+    ev = RunEvaluation(inp, res, iou_type, label_version)
+    if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
+        rows.d_status[res.dt_dropped] = 3
+        rows.d_err[res.dt_dropped] = 6
+    table = _matches_table(run_id, inp, rows, thr)
+    params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
               "method": method, "iou_type": iou_type, "label_version": label_version}
-    stats = stats_dict(ev.result.stats)
+    stats = stats_dict(res.stats)
     con = store.con
     con.register("__new_matches", table)
     try:
@@ -85,6 +108,66 @@ def commit_run(
             "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 
+@dataclass
+class _ObjectRows:
+    """Per-object values of the ``matches`` rows (global indexing), filled chunk by chunk.
+
+    ``dm``/``d_arg`` are GT indices, ``gm``/``g_arg`` detection indices (-1 = none); status and
+    error codes index _STATUS / _ERRORS.
+    """
+
+    dm: np.ndarray
+    d_iou: np.ndarray
+    d_best: np.ndarray
+    d_arg: np.ndarray
+    d_status: np.ndarray
+    d_err: np.ndarray
+    gm: np.ndarray
+    g_iou: np.ndarray
+    g_best: np.ndarray
+    g_arg: np.ndarray
+    g_status: np.ndarray
+    g_err: np.ndarray
+
+    @classmethod
+    def empty(cls, nd: int, ng: int) -> "_ObjectRows":
+        def side(n: int) -> list[np.ndarray]:
+            return [np.full(n, -1, np.int64), np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1, np.int64),
+                    np.zeros(n, np.int8), np.full(n, -1, np.int8)]
+        return cls(*side(nd), *side(ng))
+
+    def put(self, ch: Chunk, d_vals: tuple, g_vals: tuple) -> None:
+        """Store a chunk's local values; partner indices become global ones."""
+        fields = list(self.__dataclass_fields__)
+        for name, v in zip(fields[:6], d_vals):
+            if name in ("dm", "d_arg"):
+                v = _to_global(v, ch.gt)
+            _put(getattr(self, name), ch.dt, v)
+        for name, v in zip(fields[6:], g_vals):
+            if name in ("gm", "g_arg"):
+                v = _to_global(v, ch.dt)
+            _put(getattr(self, name), ch.gt, v)
+
+
+def _put(dst: np.ndarray, idx: np.ndarray | None, v: np.ndarray) -> None:
+    if idx is None:
+        dst[:] = v
+    else:
+        dst[idx] = v
+
+
+def _to_global(local: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+    if index is None or len(local) == 0:
+        return local
+    return np.where(local >= 0, index[np.maximum(local, 0)] if len(index) else -1, -1)
+
+
+def _from_eval(objs: CocoObjects, t: int) -> GreedyResult:
+    """The evaluation's matches of a chunk at threshold index ``t`` (local indices)."""
+    dm = objs.dt_match[t].astype(np.int64)
+    return GreedyResult(dm, objs.dt_ignore[t] & (dm >= 0), objs.gt_match[t].astype(np.int64))
+
+
 def _allowed(pairs: Iterable[tuple[str, str]] | None) -> set[tuple[str, str]]:
     if pairs is None:
         return set()
@@ -105,15 +188,8 @@ def _per_class(ev: RunEvaluation) -> list[dict[str, Any]]:
             for k, lab in enumerate(ev.inputs.labels)]
 
 
-def _dropped(ev: RunEvaluation, method: str, allowed: set) -> np.ndarray:
-    """Predictions outside the index's matching (beyond maxDets per image and label)."""
-    if method == "coco" and not allowed:
-        return ev.result.dt_dropped
-    return np.zeros(len(ev.inputs.dt), bool)
-
-
-def _match(ev: RunEvaluation, cross: Pairs, thr: float, allowed: set, method: str) -> GreedyResult:
-    inp, r = ev.inputs, ev.result
+def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set, method: str) -> GreedyResult:
+    """Matching at the commit threshold for one chunk (local indices)."""
     d, g = inp.dt, inp.gt
     if allowed:
         ok = (d.label[cross.dt] == g.label[cross.gt]) | np.fromiter(
@@ -121,17 +197,10 @@ def _match(ev: RunEvaluation, cross: Pairs, thr: float, allowed: set, method: st
         pairs = Pairs(cross.dt[ok], cross.gt[ok], cross.iou[ok])
         group = d.img
     else:
-        pairs = ev.pairs
+        pairs = same
         group = d.img * max(len(inp.labels), 1) + d.cat
     if method == "hungarian":
         return hungarian_match(pairs.dt, pairs.gt, pairs.iou, len(d), len(g), thr)
-    if not allowed:
-        thrs = np.asarray(r.params.iou_thrs)
-        hit = np.flatnonzero(thrs == thr)
-        if len(hit):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
-            t = int(hit[0])
-            return GreedyResult(r.dt_match[t].astype(np.int64), r.dt_ignore[t] & (r.dt_match[t] >= 0),
-                                r.gt_match[t].astype(np.int64))
     return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
 
 
@@ -175,8 +244,9 @@ def _dict(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=codes < 0), dictionary)
 
 
-def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: GreedyResult, thr: float,
-                   dropped: np.ndarray) -> pa.Table:
+def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -> tuple[tuple, tuple]:
+    """Per prediction and per GT of a chunk: partner, its IoU, best IoU (any label) and its partner,
+    status and error codes (dropped predictions are set by the caller)."""
     d, g = inp.dt, inp.gt
     nd, ng = len(d), len(g)
     # IoU with the partner: look the pair up in the candidate lists (sorted by (dt, gt))
@@ -192,13 +262,18 @@ def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: 
 
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
     d_status = np.where(dm >= 0, np.where(m.dt_ignored, 3, 0), 1).astype(np.int8)
-    d_status[dropped] = 3
     d_err = np.select([d_same >= thr, d_other >= thr, d_same >= BG_IOU, d_other >= BG_IOU], [0, 1, 2, 3], 4)
     d_err = np.where(d_status == 1, d_err, -1).astype(np.int8)
-    d_err[dropped] = 6
     g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
     g_err = np.select([np.maximum(g_same, g_other) < BG_IOU, g_same >= BG_IOU, g_other >= thr], [5, 2, 1], 3)
     g_err = np.where(g_status == 2, g_err, -1).astype(np.int8)
+    return ((dm, partner_iou, d_best, d_arg, d_status, d_err),
+            (gm, gt_partner_iou, g_best, g_arg, g_status, g_err))
+
+
+def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float) -> pa.Table:
+    d, g = inp.dt, inp.gt
+    nd, ng = len(d), len(g)
 
     def keys(side_keys: np.ndarray, idx: np.ndarray) -> pa.Array:
         k = np.where(idx >= 0, side_keys[np.maximum(idx, 0)] if len(side_keys) else 0, 0)
@@ -211,27 +286,27 @@ def _matches_table(run_id: int, inp: EvalInputs, pairs: Pairs, cross: Pairs, m: 
         "run_id": pa.array(np.full(nd, run_id, np.int32)),
         "iou_threshold": pa.array(np.full(nd, thr)),
         "source": _dict(np.zeros(nd, np.int8), pa.array(["prediction"])),
-        "ann_key": keys(g.key, dm),
+        "ann_key": keys(g.key, r.dm),
         "pred_key": pa.array(d.key, pa.int64()),
         "item_id": pa.array(d.item_id, pa.int64()),
-        "iou": f64(partner_iou),
-        "best_iou": f64(d_best),
-        "best_iou_key": keys(g.key, d_arg),
-        "status": _dict(d_status, _STATUS),
-        "error_type": _dict(d_err, _ERRORS),
+        "iou": f64(r.d_iou),
+        "best_iou": f64(r.d_best),
+        "best_iou_key": keys(g.key, r.d_arg),
+        "status": _dict(r.d_status, _STATUS),
+        "error_type": _dict(r.d_err, _ERRORS),
     })
     gt_rows = pa.table({
         "run_id": pa.array(np.full(ng, run_id, np.int32)),
         "iou_threshold": pa.array(np.full(ng, thr)),
         "source": _dict(np.zeros(ng, np.int8), pa.array(["gt"])),
         "ann_key": pa.array(g.key, pa.int64()),
-        "pred_key": keys(d.key, gm),
+        "pred_key": keys(d.key, r.gm),
         "item_id": pa.array(g.item_id, pa.int64()),
-        "iou": f64(gt_partner_iou),
-        "best_iou": f64(g_best),
-        "best_iou_key": keys(d.key, g_arg),
-        "status": _dict(g_status, _STATUS),
-        "error_type": _dict(g_err, _ERRORS),
+        "iou": f64(r.g_iou),
+        "best_iou": f64(r.g_best),
+        "best_iou_key": keys(d.key, r.g_arg),
+        "status": _dict(r.g_status, _STATUS),
+        "error_type": _dict(r.g_err, _ERRORS),
     })
     return pa.concat_tables([pred_rows, gt_rows])
 

@@ -1,17 +1,26 @@
-"""Evaluate a stored run: SQL inputs → candidate pairs → the COCO kernel (engine.metrics.cocoeval)."""
+"""Evaluate a stored run: SQL inputs → candidate pairs → the COCO kernel (engine.metrics.cocoeval).
+
+Pairs are found and matched one chunk of images at a time (``engine.runs.chunks``); only
+per-object results are kept across chunks and accumulated once at the end.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import LoupeError
-from ..metrics.cocoeval import CocoParams, CocoResult, DtArrays, GtArrays, PairArrays, evaluate
+from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, DtArrays, GtArrays, PairArrays,
+                                concat_matches, finish, match, new_objects, prepare, record)
 from ..store import Store
+from .chunks import Chunk, plan_chunks
 from .inputs import EvalInputs, Pairs, box_pairs, gather, mask_pairs
 
 IOU_TYPES = ("bbox", "segm")
+
+# called per chunk with (chunk, chunk inputs, same-label pairs, cross-label pairs or None, chunk objects)
+ChunkHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None", CocoObjects], None]
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,6 @@ class RunEvaluation:
     """A run's COCO evaluation with the inputs it was computed from."""
 
     inputs: EvalInputs
-    pairs: Pairs
     result: CocoResult
     iou_type: str
     label_version: int | None
@@ -33,6 +41,65 @@ def candidate_pairs(store: Store, inp: EvalInputs, iou_type: str, same_category:
     raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
 
 
+def same_label(inp: EvalInputs, cross: Pairs) -> Pairs:
+    """The same-category pairs of a cross-label pair list (same rows, order and IoU as a same-label join)."""
+    ok = inp.dt.cat[cross.dt] == inp.gt.cat[cross.gt]
+    return Pairs(cross.dt[ok], cross.gt[ok], cross.iou[ok])
+
+
+def evaluate_inputs(
+    store: Store,
+    inp: EvalInputs,
+    iou_type: str = "bbox",
+    params: CocoParams | None = None,
+    chunk_dets: int | None = None,
+    cross: bool = False,
+    on_chunk: ChunkHook | None = None,
+) -> CocoResult:
+    """COCO evaluation of gathered inputs, chunk by chunk.
+
+    Args:
+        chunk_dets: detections per chunk (default ``chunks.CHUNK_DETECTIONS``).
+        cross: also find cross-label pairs (the same-label ones are then taken from them) and
+            pass them to ``on_chunk``, as a commit needs for best-IoU and error types.
+        on_chunk: called after each chunk is matched with the chunk, its inputs, pairs and
+            per-object matches, all in the chunk's local indices.
+    """
+    if iou_type not in IOU_TYPES:
+        raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    plan = _plan(inp, params)
+    parts = []
+    agnostic = len(inp.labels) <= 1
+    for ch in plan_chunks(inp, chunk_dets):
+        sub = ch.inputs(inp)
+        if cross and not agnostic:
+            xp = candidate_pairs(store, sub, iou_type, same_category=False)
+            sp = same_label(sub, xp)
+        else:
+            sp = candidate_pairs(store, sub, iou_type)
+            xp = sp if cross else None
+        mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
+        parts.append(mt)
+        if on_chunk is not None:
+            objs = new_objects(plan, ch.dt, ch.gt)
+            record(plan, mt, objs, ch.dt, ch.gt)
+            on_chunk(ch, sub, sp, xp, objs)
+        del sp, xp, mt
+    mt = concat_matches(parts)
+    parts.clear()  # the concatenated copy is enough
+    return finish(plan, mt)
+
+
+def _plan(inp: EvalInputs, params: CocoParams | None) -> CocoPlan:
+    g, d = inp.gt, inp.dt
+    return prepare(
+        GtArrays(img=g.img, cat=g.cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
+                 n_categories=len(inp.labels), ann_id=inp.gt_ann_id0),
+        DtArrays(img=d.img, cat=d.cat, score=d.score, area=d.area),
+        params,
+    )
+
+
 def evaluate_run(
     store: Store,
     dataset_id: int,
@@ -42,22 +109,15 @@ def evaluate_run(
     item_ids: Sequence[int] | None = None,
     class_agnostic: bool = False,
     params: CocoParams | None = None,
+    chunk_dets: int | None = None,
 ) -> RunEvaluation:
     """COCO evaluation (pycocotools semantics) of a run against a label version, on all or some items."""
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     inp = gather(store, dataset_id, run_id, label_version=label_version, item_ids=item_ids,
                  class_agnostic=class_agnostic)
-    pairs = candidate_pairs(store, inp, iou_type)
-    g, d = inp.gt, inp.dt
-    res = evaluate(
-        GtArrays(img=g.img, cat=g.cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
-                 n_categories=len(inp.labels), ann_id=inp.gt_ann_id0),
-        DtArrays(img=d.img, cat=d.cat, score=d.score, area=d.area),
-        PairArrays(dt=pairs.dt, gt=pairs.gt, iou=pairs.iou),
-        params,
-    )
-    return RunEvaluation(inp, pairs, res, iou_type, label_version)
+    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets)
+    return RunEvaluation(inp, res, iou_type, label_version)
 
 
 def stats_dict(stats: np.ndarray) -> dict[str, float]:

@@ -41,6 +41,10 @@ class Side:
     def __len__(self) -> int:
         return len(self.key)
 
+    def take(self, idx: np.ndarray) -> "Side":
+        """The rows at ``idx`` (e.g. one chunk of images)."""
+        return Side(**{f: getattr(self, f)[idx] for f in self.__dataclass_fields__})
+
 
 @dataclass(frozen=True)
 class Pairs:
@@ -56,6 +60,11 @@ class EvalInputs:
     gt: Side
     dt: Side
     gt_ann_id0: np.ndarray  # 0 where annotation_id is "0" (pycocotools treats GT id 0 as unmatched), else 1
+
+    def take(self, dt_idx: np.ndarray, gt_idx: np.ndarray) -> "EvalInputs":
+        """The same evaluation restricted to some detections and GT (image indexing unchanged)."""
+        return EvalInputs(self.labels, self.n_images, self.gt.take(gt_idx), self.dt.take(dt_idx),
+                          self.gt_ann_id0[gt_idx])
 
 
 def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
@@ -188,9 +197,13 @@ def mask_pairs(store: Store, inp: EvalInputs, same_category: bool = True) -> Pai
     cand = box_pairs(store, inp, same_category, all_pairs=True)
     if len(cand.dt) == 0:
         return cand
-    gt_values, gt_offsets = _masks(store, "annotations", "ann_key", inp.gt.key)
-    dt_values, dt_offsets = _masks(store, "predictions", "pred_key", inp.dt.key)
-    iou = rle.iou_pairs_flat(dt_values, dt_offsets, cand.dt, gt_values, gt_offsets, cand.gt, inp.gt.crowd[cand.gt])
+    # only the masks of objects with a candidate, in index order
+    ug, pos_g = np.unique(cand.gt, return_inverse=True)
+    ud, pos_d = np.unique(cand.dt, return_inverse=True)
+    gt_values, gt_offsets = _masks(store, "annotations", "ann_key", inp.gt.key[ug])
+    dt_values, dt_offsets = _masks(store, "predictions", "pred_key", inp.dt.key[ud])
+    iou = rle.iou_pairs_flat(dt_values, dt_offsets, pos_d.ravel(), gt_values, gt_offsets, pos_g.ravel(),
+                             inp.gt.crowd[cand.gt])
     return _sorted_pairs(cand.dt, cand.gt, iou)
 
 
