@@ -31,9 +31,9 @@ from queries.scenario import Criterion, parse_criteria
 from udfs.matching import greedy_match
 
 from .errors import AlreadyExistsError, LoupeError, NotFoundError, ValidationError
-from .metrics.cocoeval import CocoParams, DtArrays, GtArrays, PairArrays, evaluate
+from .metrics.cocoeval import CocoParams
 from .metrics.report import subset_item_ids
-from .runs.evaluate import evaluate_run
+from .runs.evaluate import evaluate_inputs, evaluate_run
 from .runs.inputs import EvalInputs, Side, box_pairs, gather
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _subset_side(s: Side, keep: np.ndarray) -> Side:
 
 
 def _inputs(run: "ModelRun", item_ids: np.ndarray | None, label_version: int | None, class_agnostic: bool,
-            confidence: float, label: str | None) -> tuple[EvalInputs, Any]:
+            confidence: float, label: str | None, pairs: bool = True) -> tuple[EvalInputs, Any]:
     """GT and predictions (confidence >= threshold, optionally one label) and their candidate pairs."""
     store = run.ws.store
     inp = gather(store, run.dataset_id, run.id, label_version=label_version, item_ids=item_ids,
@@ -59,7 +59,7 @@ def _inputs(run: "ModelRun", item_ids: np.ndarray | None, label_version: int | N
         keep_g &= inp.gt.label == label
     inp = replace(inp, dt=_subset_side(inp.dt, keep_d), gt=_subset_side(inp.gt, keep_g),
                   gt_ann_id0=inp.gt_ann_id0[keep_g])
-    return inp, box_pairs(store, inp, same_category=True)
+    return inp, (box_pairs(store, inp, same_category=True) if pairs else None)
 
 
 def detection_stats(run: "ModelRun", item_ids: np.ndarray | None = None, label_version: int | None = None,
@@ -92,15 +92,8 @@ def detection_stats(run: "ModelRun", item_ids: np.ndarray | None = None, label_v
 def bbox_map(run: "ModelRun", item_ids: np.ndarray | None = None, label_version: int | None = None,
              iou_threshold: float = 0.5, confidence_threshold: float = 0.0, label: str | None = None) -> float | None:
     """Mean over labels (with GT) of the COCO 101-point AP at one IoU threshold; None without GT."""
-    inp, pairs = _inputs(run, item_ids, label_version, False, confidence_threshold, label)
-    g, d = inp.gt, inp.dt
-    res = evaluate(
-        GtArrays(img=g.img, cat=g.cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
-                 n_categories=len(inp.labels), ann_id=inp.gt_ann_id0),
-        DtArrays(img=d.img, cat=d.cat, score=d.score, area=d.area),
-        PairArrays(dt=pairs.dt, gt=pairs.gt, iou=pairs.iou),
-        CocoParams(iou_thrs=(float(iou_threshold),)),
-    )
+    inp, _ = _inputs(run, item_ids, label_version, False, confidence_threshold, label, pairs=False)
+    res = evaluate_inputs(run.ws.store, inp, "bbox", CocoParams(iou_thrs=(float(iou_threshold),)))
     ap = res.ap_per_class[res.ap_per_class >= 0]
     return float(ap.mean()) if len(ap) else None
 

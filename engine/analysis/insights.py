@@ -139,7 +139,7 @@ def _dataset_sql(scope: str, bins: int) -> dict[str, str]:
                          min(num) AS min, max(num) AS max, avg(num) AS mean,
                          quantile_cont(num, [0.25, 0.5, 0.75]) AS q
                   FROM {kv} GROUP BY scope, field)"""
-    ftype = f"""CASE WHEN "distinct" < $catmax THEN 'categorical' WHEN all_numeric THEN 'numeric' ELSE 'text' END"""
+    ftype = """CASE WHEN "distinct" < $catmax THEN 'categorical' WHEN all_numeric THEN 'numeric' ELSE 'text' END"""
     numeric_vals = f"""(SELECT k.scope, k.field, k.num AS v FROM {kv} k JOIN {fields} f USING (scope, field)
                         WHERE {ftype} = 'numeric' AND isfinite(k.num))"""
     return {

@@ -214,4 +214,4 @@ class Workspace:
 
 
 from .dataset import Dataset  # noqa: E402  (type references above)
-from .model import Model  # noqa: E402
+from .model import Model, ModelRun  # noqa: E402

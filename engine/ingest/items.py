@@ -48,7 +48,7 @@ def append_items(
         enforce(con, view, ITEM_RULES)
         with store.transaction():
             exists = (
-                f"EXISTS (SELECT 1 FROM items i WHERE i.dataset_id = $ds AND i.reference_id = b.reference_id)"
+                "EXISTS (SELECT 1 FROM items i WHERE i.dataset_id = $ds AND i.reference_id = b.reference_id)"
             )
             n_existing = con.execute(f"SELECT count(*) FROM {view} b WHERE {exists}", {"ds": dataset_id}).fetchone()[0]
             updated = 0

@@ -8,7 +8,7 @@ their IoU is the ``box_iou`` macro (bit-identical to pycocotools) or, for masks,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
