@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
+from . import label_counts
 from .store import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
@@ -44,7 +45,11 @@ class DuckDBCatalog(Catalog):
     # -- caching ---------------------------------------------------------------------------------
     def _version(self) -> tuple:
         if self._token is None:
-            row = self.store.con.execute(_TOKEN_SQL.format(ds=int(self.dataset_id))).fetchone()
+            sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
+            if self._has_count_tables():
+                in_sync = label_counts.IN_SYNC_SQL.format(ds=int(self.dataset_id))
+                sql = sql.replace("\nFROM datasets d,", f", {in_sync}\nFROM datasets d,", 1)  # token[10]
+            row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
         return self._token
 
@@ -63,6 +68,17 @@ class DuckDBCatalog(Catalog):
             cache[key] = (version, value)
         self._memo[part] = value
         return value
+
+    def _has_count_tables(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "count_tables" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["count_tables"] = label_counts.present(self.store)
+        return cache["count_tables"]
+
+    def label_counts(self) -> bool:
+        """True when ``item_label_counts`` reflects the dataset's current label version."""
+        token = self._version()
+        return self._has_count_tables() and len(token) > 11 and token[10] is True
 
     def compiled(self, key: tuple) -> Any:
         """A query compiled earlier under the same catalog version (every name it read is unchanged)."""

@@ -47,6 +47,25 @@ CREATE TABLE annotations (
     valid_to      INTEGER
 );
 
+-- Derived: current ground-truth counts per item, label and kind (the `valid_to IS NULL` rows of
+-- `annotations` grouped), so per-item count queries read ~1 row per item and label instead of every box.
+-- Kept by engine/label_counts.py inside each label-changing transaction; label_count_versions says
+-- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags).
+CREATE TABLE item_label_counts (
+    dataset_id INTEGER NOT NULL,
+    item_id    BIGINT NOT NULL,
+    label      VARCHAR NOT NULL,
+    kind       VARCHAR NOT NULL,
+    n          BIGINT NOT NULL
+);
+
+CREATE TABLE label_count_versions (
+    dataset_id    INTEGER NOT NULL,
+    label_version INTEGER NOT NULL,
+    n_rows        BIGINT NOT NULL,             -- count(*) and max(ann_key) of the dataset's annotations rows
+    max_key       BIGINT                       -- when the counts were taken (detects rows written by hand)
+);
+
 CREATE TABLE label_versions (
     dataset_id INTEGER NOT NULL,
     version    INTEGER NOT NULL,

@@ -129,6 +129,9 @@ class Store:
                 f"workspace {self.path} has schema version {version}, this Loupe reads version "
                 f"{SCHEMA_VERSION}; upgrade Loupe to open it"
             )
+        from . import label_counts
+
+        label_counts.ensure(self)  # derived count tables of workspaces written before they existed
 
     @staticmethod
     def _register_udfs(con: duckdb.DuckDBPyConnection) -> None:

@@ -151,6 +151,10 @@ class Catalog:
     def slices(self) -> Mapping[str, SliceInfo]:
         raise NotImplementedError
 
+    def label_counts(self) -> bool:
+        """Whether ``item_label_counts`` holds the current per-item GT counts (else count ``annotations``)."""
+        return False
+
     def refresh(self) -> bool:
         """Drop cached answers; True when something was cached (so a retry may see newer data)."""
         return False

@@ -104,12 +104,14 @@ class _Cte:
 class Aggregates:
     """Per-item statistics a query needs, gathered into one GROUP BY per source table.
 
-    ``ann`` counts current ground truth; ``pred`` aggregates a run's predictions; ``match`` counts a
+    ``ann`` counts current ground truth (summing ``item_label_counts.n`` when ``counts``: one row per
+    item, label and kind instead of one per box); ``pred`` aggregates a run's predictions; ``match`` counts a
     run's matches rows (tp / fp / fn, IoU). Each CTE is joined to the items once.
     """
 
-    def __init__(self, dataset_id: exp.Expression):
+    def __init__(self, dataset_id: exp.Expression, counts: bool = False):
         self.dataset_id = dataset_id
+        self.counts = counts  # ground-truth counts read the maintained item_label_counts table
         self._ctes: dict[tuple, _Cte] = {}
 
     def _cte(self, kind: str, run: RunInfo | None) -> _Cte:
@@ -148,10 +150,18 @@ class Aggregates:
             narrow = conds[0] if len(conds) == 1 else exp.or_(*[exp.Paren(this=x.copy()) for x in conds], copy=False)
         single = len(c.aggs) == 1 and narrow is not None
         cols: list[exp.Expression] = [col("item_id", base)]
+        from_counts = c.kind == "ann" and self.counts
         for alias_, agg, cond in c.aggs.values():
+            if from_counts:  # every ann aggregate is COUNT(*), with conditions on label / kind only
+                agg = exp.Sum(this=col("n", "a"))
             e = agg.copy() if single or cond is None else exp.Filter(this=agg.copy(), expression=exp.Where(this=cond.copy()))
+            if from_counts:
+                e = cast(e, "BIGINT")
             cols.append(alias(e, alias_))
-        if c.kind == "ann":
+        if from_counts:
+            src = table("item_label_counts", "a")
+            where = [eq(col("dataset_id", "a"), self.dataset_id.copy())]
+        elif c.kind == "ann":
             src = table("annotations", "a")
             where = [eq(col("dataset_id", "a"), self.dataset_id.copy()), exp.Is(this=col("valid_to", "a"), expression=exp.null())]
         elif c.kind == "pred":

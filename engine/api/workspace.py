@@ -114,6 +114,8 @@ class Workspace:
                 f"DELETE FROM slice_objects WHERE slice_id IN {slices}",
                 "DELETE FROM slices WHERE dataset_id = $ds",
                 "DELETE FROM annotations WHERE dataset_id = $ds",
+                "DELETE FROM item_label_counts WHERE dataset_id = $ds",
+                "DELETE FROM label_count_versions WHERE dataset_id = $ds",
                 "DELETE FROM label_versions WHERE dataset_id = $ds",
                 "DELETE FROM label_changes WHERE dataset_id = $ds",
                 "DELETE FROM scenario_results WHERE evaluation_id IN (SELECT evaluation_id FROM scenario_evaluations "
