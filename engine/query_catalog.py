@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
-from . import label_counts
+from . import item_values, label_counts
 from .store import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
@@ -46,9 +46,10 @@ class DuckDBCatalog(Catalog):
     def _version(self) -> tuple:
         if self._token is None:
             sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
-            if self._has_count_tables():
-                in_sync = label_counts.IN_SYNC_SQL.format(ds=int(self.dataset_id))
-                sql = sql.replace("\nFROM datasets d,", f", {in_sync}\nFROM datasets d,", 1)  # token[10]
+            if self._has_derived_tables():  # token[10], token[11]: are the derived tables current?
+                ds = int(self.dataset_id)
+                extra = f", {label_counts.IN_SYNC_SQL.format(ds=ds)}, {item_values.IN_SYNC_SQL.format(ds=ds)}"
+                sql = sql.replace("\nFROM datasets d,", f"{extra}\nFROM datasets d,", 1)
             row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
         return self._token
@@ -69,16 +70,24 @@ class DuckDBCatalog(Catalog):
         self._memo[part] = value
         return value
 
-    def _has_count_tables(self) -> bool:
+    def _has_derived_tables(self) -> bool:
         cache = _CACHE.setdefault(self.store, {})
-        if "count_tables" not in cache:  # fixed for the store's life (created at open when writable)
-            cache["count_tables"] = label_counts.present(self.store)
-        return cache["count_tables"]
+        if "derived_tables" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
+        return cache["derived_tables"]
+
+    def _derived(self, k: int) -> bool:
+        if getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
+            return False
+        return self._version()[10 + k] is True
 
     def label_counts(self) -> bool:
-        """True when ``item_label_counts`` reflects the dataset's current label version."""
-        token = self._version()
-        return self._has_count_tables() and len(token) > 11 and token[10] is True
+        """True when ``item_label_counts`` holds the dataset's current per-item GT counts."""
+        return self._derived(0)
+
+    def item_values(self) -> bool:
+        """True when ``item_metadata_values`` holds the dataset's current item metadata."""
+        return self._derived(1)
 
     def compiled(self, key: tuple) -> Any:
         """A query compiled earlier under the same catalog version (every name it read is unchanged)."""

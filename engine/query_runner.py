@@ -16,6 +16,7 @@ import functools
 from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, OpenCatalog,
                      compile_query, to_sql)
 
+from .derived import refresh_if_stale
 from .errors import LoupeError, NotFoundError
 from .query_catalog import DuckDBCatalog
 
@@ -62,6 +63,7 @@ def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None,
                 limit: int | None = None, offset: int | None = None, projection: str = "rows",
                 strict: bool = True) -> CompiledQuery:
     """Compile ``dsl`` against the dataset's catalog (names and types checked before execution)."""
+    refresh_if_stale(ds.ws.store)  # raw SQL wrote since the derived tables were kept
     catalog = DuckDBCatalog(ds.ws.store, ds.id)
     name = run_name(run)
     if name is not None and name not in catalog.runs():

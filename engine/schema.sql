@@ -66,6 +66,20 @@ CREATE TABLE label_count_versions (
     max_key       BIGINT                       -- when the counts were taken (detects rows written by hand)
 );
 
+-- Derived: every item's scalar metadata leaves, one row per item and path (json_tree fullkey without '$.'),
+-- the value in the column of its JSON type, so metadata filters join one path's rows instead of parsing
+-- every item's JSON. Kept by engine/item_values.py inside each write of items.metadata.
+CREATE TABLE item_metadata_values (
+    dataset_id INTEGER NOT NULL,
+    item_id    BIGINT NOT NULL,
+    path       VARCHAR NOT NULL,
+    v_num      DOUBLE,                         -- JSON numbers
+    v_str      VARCHAR,                        -- JSON strings
+    v_bool     BOOLEAN                         -- JSON booleans
+);
+
+CREATE TABLE item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL, max_item BIGINT);
+
 CREATE TABLE label_versions (
     dataset_id INTEGER NOT NULL,
     version    INTEGER NOT NULL,

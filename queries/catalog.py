@@ -155,6 +155,10 @@ class Catalog:
         """Whether ``item_label_counts`` holds the current per-item GT counts (else count ``annotations``)."""
         return False
 
+    def item_values(self) -> bool:
+        """Whether ``item_metadata_values`` holds the current item metadata leaves (else parse the JSON)."""
+        return False
+
     def refresh(self) -> bool:
         """Drop cached answers; True when something was cached (so a retry may see newer data)."""
         return False

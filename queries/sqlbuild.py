@@ -17,6 +17,7 @@ from typing import Any
 from sqlglot import exp
 
 from .catalog import RunInfo
+from .metadata import LOOKUP_TYPES
 
 
 # -- small constructors -------------------------------------------------------------------------
@@ -113,6 +114,7 @@ class Aggregates:
         self.dataset_id = dataset_id
         self.counts = counts  # ground-truth counts read the maintained item_label_counts table
         self._ctes: dict[tuple, _Cte] = {}
+        self._lookups: dict[tuple[str, str], str] = {}  # (metadata path, type) -> CTE name
 
     def _cte(self, kind: str, run: RunInfo | None) -> _Cte:
         key = (kind, None if run is None else run.name)
@@ -136,11 +138,26 @@ class Aggregates:
         value = exp.Coalesce(this=ref, expressions=[exp.convert(0)]) if func == "count" else ref
         return cte.name, value
 
+    def lookup(self, path: str, want: str) -> tuple[str, exp.Expression]:
+        """An item metadata value pre-extracted in item_metadata_values (one row per item and path, so the
+        CTE joins like an aggregate without a GROUP BY); returns (cte name, the item-level value)."""
+        key = (path, want)
+        if key not in self._lookups:
+            self._lookups[key] = f"__meta{len(self._lookups)}"
+        return self._lookups[key], col("c0", self._lookups[key])
+
     def ctes(self) -> list[tuple[str, exp.Expression]]:
-        return [(c.name, self._build(c)) for c in self._ctes.values()]
+        return [(c.name, self._build(c)) for c in self._ctes.values()] + [
+            (name, self._build_lookup(path, want)) for (path, want), name in self._lookups.items()]
 
     def names(self) -> list[str]:
-        return [c.name for c in self._ctes.values()]
+        return [c.name for c in self._ctes.values()] + list(self._lookups.values())
+
+    def _build_lookup(self, path: str, want: str) -> exp.Select:
+        column = LOOKUP_TYPES[want]
+        where = and_all([eq(col("dataset_id", "v"), self.dataset_id.copy()), eq(col("path", "v"), exp.convert(path))])
+        return exp.select(col("item_id", "v"), alias(col(column, "v"), "c0")).from_(
+            table("item_metadata_values", "v"), copy=False).where(where, copy=False)
 
     def _build(self, c: _Cte) -> exp.Select:
         base = {"ann": "a", "pred": "p", "match": "m"}[c.kind]
