@@ -34,9 +34,10 @@ WHERE d.dataset_id = {ds}
 class DuckDBCatalog(Catalog):
     """Catalog of one dataset of a workspace; each part is loaded on first use."""
 
-    def __init__(self, store: Store, dataset_id: int):
+    def __init__(self, store: Store, dataset_id: int, derived: bool = True):
         self.store = store
         self.dataset_id = dataset_id
+        self.derived = derived  # may queries read the derived tables (item_label_counts, item_metadata_values)
         self._memo: dict[str, Any] = {}
         self._token: tuple | None = None
         self._fresh = False  # after refresh(): bypass the shared cache
@@ -77,7 +78,7 @@ class DuckDBCatalog(Catalog):
         return cache["derived_tables"]
 
     def _derived(self, k: int) -> bool:
-        if getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
+        if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
             return False
         return self._version()[10 + k] is True
 

@@ -346,12 +346,16 @@ def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset
                   aggs: Aggregates, projection: str = "rows") -> exp.Select:
     """The object-level SELECT (``projection``: rows = OBJECT_OUTPUT, ids = item_id, ann_key, pred_key).
 
-    With LIMIT, a first phase finds the top rows from the narrowest scan and only those rows are joined
-    to their full columns; without it, each side is read once with all its columns.
+    With LIMIT, or a filter on item-level values, a first phase finds the top (or matching) rows from the
+    narrowest scan and only those rows are joined to their full columns; otherwise each side is read once
+    with all its columns.
     """
     ctes = aggs.ctes()
     limited = limit is not None or bool(offset)
-    if projection == "ids" or limited:
+    # item-level filters (item fields, item metadata, per-item statistics) are joins DuckDB applies after
+    # reading every wide row the base filter lets through: find the keys first, then read only their rows
+    item_filtered = any(s.where is not None and (s.uses_items or s.aggs) for s in sides)
+    if projection == "ids" or limited or item_filtered:
         hits = exp.select(exp.Star()).from_(subquery(_union([s.hits() for s in sides]), "h"), copy=False)
         if limited:
             hits = _limit(hits.order_by(*_order_keys(desc, "h"), copy=False), limit, offset)
