@@ -49,12 +49,6 @@ def _set_state(con, dataset_id: int) -> None:
                    WHERE dataset_id = $ds""", {"ds": dataset_id})
 
 
-# Current when the items are those the values were taken from (same count and highest id).
-IN_SYNC_SQL = """(SELECT s.n_items = x.n AND s.max_item IS NOT DISTINCT FROM x.mx
-   FROM item_value_state s, (SELECT count(*) n, max(item_id) mx FROM items WHERE dataset_id = {ds}) x
-   WHERE s.dataset_id = {ds})"""
-
-
 def refresh(store: "Store", dataset_id: int, reference_ids: str) -> None:
     """Re-extract the items whose ``reference_id`` is in the subquery ``reference_ids`` (inside the write's
     transaction, after writing them)."""

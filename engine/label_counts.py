@@ -36,14 +36,6 @@ def _set_version(con, dataset_id: int, v: int) -> None:
                 {"ds": dataset_id, "v": v})
 
 
-# The counts are current when their label version is the dataset's and the annotations rows are those the
-# counts were taken from (same number, same highest key: rows inserted or deleted by hand show up; both are
-# answered from DuckDB's statistics in well under a millisecond).
-IN_SYNC_SQL = """(SELECT v.label_version = d.label_version AND v.n_rows = a.n AND v.max_key IS NOT DISTINCT FROM a.mx
-   FROM label_count_versions v, (SELECT count(*) n, max(ann_key) mx FROM annotations WHERE dataset_id = {ds}) a
-   WHERE v.dataset_id = {ds})"""
-
-
 def refresh(store: "Store", dataset_id: int, v: int) -> None:
     """Recount the items whose annotations changed in label version ``v`` (call inside its transaction).
 

@@ -30,6 +30,14 @@ FROM datasets d,
 WHERE d.dataset_id = {ds}
 """
 
+# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions and
+# item_value_state (what label_counts.py / item_values.py recorded when they last kept the tables)
+_DERIVED_TOKEN_SQL = _TOKEN_SQL.replace(
+    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item\n"
+).replace("\nWHERE d.dataset_id", """,
+     (SELECT count(*) n, max(ann_key) mx FROM annotations WHERE dataset_id = {ds}) a
+     LEFT JOIN label_count_versions lc ON lc.dataset_id = {ds} LEFT JOIN item_value_state iv ON iv.dataset_id = {ds}
+WHERE d.dataset_id""")
 
 class DuckDBCatalog(Catalog):
     """Catalog of one dataset of a workspace; each part is loaded on first use."""
@@ -47,10 +55,8 @@ class DuckDBCatalog(Catalog):
     def _version(self) -> tuple:
         if self._token is None:
             sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
-            if self._has_derived_tables():  # token[10], token[11]: are the derived tables current?
-                ds = int(self.dataset_id)
-                extra = f", {label_counts.IN_SYNC_SQL.format(ds=ds)}, {item_values.IN_SYNC_SQL.format(ds=ds)}"
-                sql = sql.replace("\nFROM datasets d,", f"{extra}\nFROM datasets d,", 1)
+            if self._has_derived_tables():  # token[10:17]: what the derived tables were kept at, and now
+                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
             row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
         return self._token
@@ -77,18 +83,22 @@ class DuckDBCatalog(Catalog):
             cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
         return cache["derived_tables"]
 
-    def _derived(self, k: int) -> bool:
+    def _derived(self) -> tuple | None:
         if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
-            return False
-        return self._version()[10 + k] is True
+            return None
+        t = self._version()
+        return t if len(t) > 17 else None
 
     def label_counts(self) -> bool:
-        """True when ``item_label_counts`` holds the dataset's current per-item GT counts."""
-        return self._derived(0)
+        """True when ``item_label_counts`` holds the dataset's current per-item GT counts: kept at the current
+        label version, over the annotations rows there are now (rows added or removed by hand show)."""
+        t = self._derived()
+        return t is not None and t[12] is not None and (t[12], t[13], t[14]) == (t[0], t[10], t[11])
 
     def item_values(self) -> bool:
-        """True when ``item_metadata_values`` holds the dataset's current item metadata."""
-        return self._derived(1)
+        """True when ``item_metadata_values`` was kept over the items there are now (count, highest id)."""
+        t = self._derived()
+        return t is not None and t[15] is not None and (t[15], t[16]) == (t[1], t[2])
 
     def compiled(self, key: tuple) -> Any:
         """A query compiled earlier under the same catalog version (every name it read is unchanged)."""
