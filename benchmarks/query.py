@@ -26,6 +26,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: E402
+from engine import item_values, label_counts  # noqa: E402
 from engine.query_catalog import DuckDBCatalog  # noqa: E402
 from engine.query_runner import compile_for, execute  # noqa: E402
 from queries import compile_query  # noqa: E402
@@ -63,6 +64,7 @@ def build(ws: "engine.Workspace", n_items: int, per_item: float, seed: int = 0) 
     con.register("__b_items", items)
     con.execute(f"INSERT INTO items SELECT item_id, {ds.id}, reference_id, image_location, 640, 480, metadata::JSON "
                 "FROM __b_items")
+    item_values.rebuild(ws.store, ds.id)  # what append keeps up to date in its transaction
     n_per = rng.poisson(per_item, n_items)
     n = int(n_per.sum())
     item_of = np.repeat(ids, n_per)
@@ -78,6 +80,7 @@ def build(ws: "engine.Workspace", n_items: int, per_item: float, seed: int = 0) 
                     SELECT ann_key, {ds.id}, item_id, annotation_id, 'box', label, x, y, width, height, false, area,
                            seq, 1, NULL FROM __b_ann""")
     con.execute("UPDATE datasets SET label_version = 1 WHERE dataset_id = ?", [ds.id])
+    label_counts.rebuild(ws.store, ds.id)  # what the ingest path keeps up to date in its transaction
     model = ws.add_model("detector")
     con.execute(f"INSERT INTO runs VALUES (1, {model.id}, {ds.id}, 'r1', now()::TIMESTAMP, NULL, now()::TIMESTAMP, 1, "
                 "'{\"iou_threshold\": 0.5}')")

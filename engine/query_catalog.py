@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
+from . import item_values, label_counts
 from .store import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
@@ -29,13 +30,22 @@ FROM datasets d,
 WHERE d.dataset_id = {ds}
 """
 
+# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions and
+# item_value_state (what label_counts.py / item_values.py recorded when they last kept the tables)
+_DERIVED_TOKEN_SQL = _TOKEN_SQL.replace(
+    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item\n"
+).replace("\nWHERE d.dataset_id", """,
+     (SELECT count(*) n, max(ann_key) mx FROM annotations WHERE dataset_id = {ds}) a
+     LEFT JOIN label_count_versions lc ON lc.dataset_id = {ds} LEFT JOIN item_value_state iv ON iv.dataset_id = {ds}
+WHERE d.dataset_id""")
 
 class DuckDBCatalog(Catalog):
     """Catalog of one dataset of a workspace; each part is loaded on first use."""
 
-    def __init__(self, store: Store, dataset_id: int):
+    def __init__(self, store: Store, dataset_id: int, derived: bool = True):
         self.store = store
         self.dataset_id = dataset_id
+        self.derived = derived  # may queries read the derived tables (item_label_counts, item_metadata_values)
         self._memo: dict[str, Any] = {}
         self._token: tuple | None = None
         self._fresh = False  # after refresh(): bypass the shared cache
@@ -44,7 +54,10 @@ class DuckDBCatalog(Catalog):
     # -- caching ---------------------------------------------------------------------------------
     def _version(self) -> tuple:
         if self._token is None:
-            row = self.store.con.execute(_TOKEN_SQL.format(ds=int(self.dataset_id))).fetchone()
+            sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
+            if self._has_derived_tables():  # token[10:17]: what the derived tables were kept at, and now
+                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
+            row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
         return self._token
 
@@ -63,6 +76,29 @@ class DuckDBCatalog(Catalog):
             cache[key] = (version, value)
         self._memo[part] = value
         return value
+
+    def _has_derived_tables(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "derived_tables" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
+        return cache["derived_tables"]
+
+    def _derived(self) -> tuple | None:
+        if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
+            return None
+        t = self._version()
+        return t if len(t) > 17 else None
+
+    def label_counts(self) -> bool:
+        """True when ``item_label_counts`` holds the dataset's current per-item GT counts: kept at the current
+        label version, over the annotations rows there are now (rows added or removed by hand show)."""
+        t = self._derived()
+        return t is not None and t[12] is not None and (t[12], t[13], t[14]) == (t[0], t[10], t[11])
+
+    def item_values(self) -> bool:
+        """True when ``item_metadata_values`` was kept over the items there are now (count, highest id)."""
+        t = self._derived()
+        return t is not None and t[15] is not None and (t[15], t[16]) == (t[1], t[2])
 
     def compiled(self, key: tuple) -> Any:
         """A query compiled earlier under the same catalog version (every name it read is unchanged)."""

@@ -16,6 +16,7 @@ import functools
 from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, OpenCatalog,
                      compile_query, to_sql)
 
+from .derived import refresh_if_stale
 from .errors import LoupeError, NotFoundError
 from .query_catalog import DuckDBCatalog
 
@@ -60,9 +61,14 @@ def run_name(run: Any) -> str | None:
 @dsl_errors
 def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None, order_by: str | None = None,
                 limit: int | None = None, offset: int | None = None, projection: str = "rows",
-                strict: bool = True) -> CompiledQuery:
-    """Compile ``dsl`` against the dataset's catalog (names and types checked before execution)."""
-    catalog = DuckDBCatalog(ds.ws.store, ds.id)
+                strict: bool = True, derived: bool = True) -> CompiledQuery:
+    """Compile ``dsl`` against the dataset's catalog (names and types checked before execution).
+
+    ``derived=False`` reads only the base tables (no per-item counts or pre-extracted metadata): SQL
+    for other engines that hold just those tables.
+    """
+    refresh_if_stale(ds.ws.store)  # raw SQL wrote since the derived tables were kept
+    catalog = DuckDBCatalog(ds.ws.store, ds.id, derived=derived)
     name = run_name(run)
     if name is not None and name not in catalog.runs():
         catalog.refresh()
@@ -70,7 +76,7 @@ def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None,
             known = ", ".join(catalog.runs()) or "none"
             raise NotFoundError(f"no run named '{name}' on dataset '{ds.name}' (its runs: {known})")
     _check_limits(limit, offset)
-    key = (dsl, target, name, order_by, limit, offset, projection, strict)
+    key = (dsl, target, name, order_by, limit, offset, projection, strict, derived)
     hit = catalog.compiled(key)
     if hit is not None:
         return hit
@@ -110,7 +116,7 @@ def explain(dsl: str, dialect: str = "duckdb", ds: "Dataset | None" = None, run:
     if ds is None:
         compiled = compile_query(dsl, OpenCatalog(), target=target, run=run_name(run))
     else:
-        compiled = compile_for(ds, dsl, target, run)
+        compiled = compile_for(ds, dsl, target, run, derived=dialect == "duckdb")  # others: base tables only
     try:
         return to_sql(compiled.expression, dialect, pretty=pretty)
     except ValueError as e:

@@ -47,6 +47,39 @@ CREATE TABLE annotations (
     valid_to      INTEGER
 );
 
+-- Derived: current ground-truth counts per item, label and kind (the `valid_to IS NULL` rows of
+-- `annotations` grouped), so per-item count queries read ~1 row per item and label instead of every box.
+-- Kept by engine/label_counts.py inside each label-changing transaction; label_count_versions says
+-- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags).
+CREATE TABLE item_label_counts (
+    dataset_id INTEGER NOT NULL,
+    item_id    BIGINT NOT NULL,
+    label      VARCHAR NOT NULL,
+    kind       VARCHAR NOT NULL,
+    n          BIGINT NOT NULL
+);
+
+CREATE TABLE label_count_versions (
+    dataset_id    INTEGER NOT NULL,
+    label_version INTEGER NOT NULL,
+    n_rows        BIGINT NOT NULL,             -- count(*) and max(ann_key) of the dataset's annotations rows
+    max_key       BIGINT                       -- when the counts were taken (detects rows written by hand)
+);
+
+-- Derived: every item's scalar metadata leaves, one row per item and path (json_tree fullkey without '$.'),
+-- the value in the column of its JSON type, so metadata filters join one path's rows instead of parsing
+-- every item's JSON. Kept by engine/item_values.py inside each write of items.metadata.
+CREATE TABLE item_metadata_values (
+    dataset_id INTEGER NOT NULL,
+    item_id    BIGINT NOT NULL,
+    path       VARCHAR NOT NULL,
+    v_num      DOUBLE,                         -- JSON numbers
+    v_str      VARCHAR,                        -- JSON strings
+    v_bool     BOOLEAN                         -- JSON booleans
+);
+
+CREATE TABLE item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL, max_item BIGINT);
+
 CREATE TABLE label_versions (
     dataset_id INTEGER NOT NULL,
     version    INTEGER NOT NULL,

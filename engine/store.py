@@ -82,6 +82,7 @@ class Store:
             raise LoupeError(f"cannot open workspace {target}: {e}") from None
         self._local = threading.local()
         self._write_lock = threading.RLock()
+        self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
         self.generation = 0  # bumped by every committed write; caches (e.g. the DSL catalog) key on it
         self._local.cur = self._con
         self._ensure_schema()
@@ -129,6 +130,10 @@ class Store:
                 f"workspace {self.path} has schema version {version}, this Loupe reads version "
                 f"{SCHEMA_VERSION}; upgrade Loupe to open it"
             )
+        from . import item_values, label_counts
+
+        label_counts.ensure(self)  # derived tables of workspaces written before they existed
+        item_values.ensure(self)
 
     @staticmethod
     def _register_udfs(con: duckdb.DuckDBPyConnection) -> None:

@@ -151,6 +151,14 @@ class Catalog:
     def slices(self) -> Mapping[str, SliceInfo]:
         raise NotImplementedError
 
+    def label_counts(self) -> bool:
+        """Whether ``item_label_counts`` holds the current per-item GT counts (else count ``annotations``)."""
+        return False
+
+    def item_values(self) -> bool:
+        """Whether ``item_metadata_values`` holds the current item metadata leaves (else parse the JSON)."""
+        return False
+
     def refresh(self) -> bool:
         """Drop cached answers; True when something was cached (so a retry may see newer data)."""
         return False

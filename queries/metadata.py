@@ -7,7 +7,9 @@ string never compares as a number. A missing key reads as NULL, which no compari
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Callable
 
 from sqlglot import exp
 
@@ -35,6 +37,7 @@ class MetaRef:
     types: frozenset[str] | None
     name: str
     pos: Pos
+    lookup: Callable[[str, str], exp.Expression] | None = None  # (dotted path, type) -> pre-extracted value
 
     def preferred(self) -> str:
         """The type to read when the query does not say (ORDER BY, metadata vs metadata)."""
@@ -51,6 +54,10 @@ class MetaRef:
             raise self._type_error(want, vals, other)
         if want == ANY:  # IS NULL: missing key or JSON null
             return Val(_extract(self.column, self.path, scalar=True), ANY, name=self.name, pos=self.pos)
+        if self.lookup is not None and vals is not None and want in LOOKUP_TYPES and _plain(self.path):
+            # the pre-extracted value of that JSON type, NULL otherwise: what the (guarded) JSON read gives
+            return Val(self.lookup(".".join(self.path), want), want, name=self.name, pos=self.pos,  # type: ignore[arg-type]
+                       truth=ALL)
         guard = vals is None or not vals <= {want}
         return Val(_typed_extract(self.column, self.path, want, guard and vals is not None),
                    want, name=self.name, pos=self.pos, truth=ALL)
@@ -67,7 +74,8 @@ class MetaRef:
 
 
 def resolve(column: exp.Expression, segments: list[tuple[str, bool]], schema: MetadataSchema, prefix: str,
-            pos: Pos, open_: bool, strict: bool) -> MetaRef:
+            pos: Pos, open_: bool, strict: bool,
+            lookup: Callable[[str, str], exp.Expression] | None = None) -> MetaRef:
     """Check ``prefix.seg1.seg2`` against the schema and build the reference.
 
     Args:
@@ -89,12 +97,21 @@ def resolve(column: exp.Expression, segments: list[tuple[str, bool]], schema: Me
     types = schema.types(tuple(schema_path))
     if types is None:
         if not strict:
-            return MetaRef(column, tuple(path), frozenset({NULL}), name, pos)
+            return MetaRef(column, tuple(path), frozenset({NULL}), name, pos, lookup)
         known = [prefix + "." + ".".join(p) for p in schema.paths() if ARRAY_ITEM not in p]
         e = unknown("metadata key", name, known)
         e.from_catalog = True  # type: ignore[attr-defined]
         raise e.at(pos.line, pos.column, pos.length)
-    return MetaRef(column, tuple(path), types, name, pos)
+    return MetaRef(column, tuple(path), types, name, pos, lookup)
+
+
+# value columns of item_metadata_values by the type read; its paths spell plain identifier keys as is
+LOOKUP_TYPES = {NUMBER: "v_num", STRING: "v_str", BOOLEAN: "v_bool"}
+_PLAIN = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _plain(path: tuple[str | int, ...]) -> bool:
+    return all(isinstance(p, str) and _PLAIN.fullmatch(p) for p in path)
 
 
 def _show(text: str, quoted: bool) -> str:

@@ -106,6 +106,12 @@ class ItemScope:
         if name not in self.used_ctes:
             self.used_ctes.append(name)
 
+    def _lookup(self, path: str, want: str) -> exp.Expression:
+        """An item metadata value read from item_metadata_values (joined like the per-item aggregates)."""
+        name, value = self.ctx.aggs.lookup(path, want)
+        self._cte(name)
+        return value
+
     def resolve(self, head: str, segs: Segments, pos: Pos, prefix: str = "") -> Val | MetaRef:
         """Field names are case-insensitive; labels and metadata keys are not."""
         full = prefix + _show([(head, False)] + segs)
@@ -119,8 +125,9 @@ class ItemScope:
                 raise DSLNameError(f"{full} needs a key: {full}.<key>", name=full, line=pos.line,
                                    column=pos.column, length=pos.length)
             self.uses_items = True
+            lookup = self._lookup if not self.ctx.open and self.ctx.catalog.item_values() else None
             return resolve_metadata(col("metadata", "i"), segs, self.ctx.catalog.item_metadata(),
-                                    prefix + "metadata", pos, self.ctx.open, self.ctx.strict)
+                                    prefix + "metadata", pos, self.ctx.open, self.ctx.strict, lookup)
         if head == "annotations":
             return self._annotations(segs, pos, full)
         if head == "predictions":

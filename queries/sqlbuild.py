@@ -17,6 +17,7 @@ from typing import Any
 from sqlglot import exp
 
 from .catalog import RunInfo
+from .metadata import LOOKUP_TYPES
 
 
 # -- small constructors -------------------------------------------------------------------------
@@ -104,13 +105,16 @@ class _Cte:
 class Aggregates:
     """Per-item statistics a query needs, gathered into one GROUP BY per source table.
 
-    ``ann`` counts current ground truth; ``pred`` aggregates a run's predictions; ``match`` counts a
+    ``ann`` counts current ground truth (summing ``item_label_counts.n`` when ``counts``: one row per
+    item, label and kind instead of one per box); ``pred`` aggregates a run's predictions; ``match`` counts a
     run's matches rows (tp / fp / fn, IoU). Each CTE is joined to the items once.
     """
 
-    def __init__(self, dataset_id: exp.Expression):
+    def __init__(self, dataset_id: exp.Expression, counts: bool = False):
         self.dataset_id = dataset_id
+        self.counts = counts  # ground-truth counts read the maintained item_label_counts table
         self._ctes: dict[tuple, _Cte] = {}
+        self._lookups: dict[tuple[str, str], str] = {}  # (metadata path, type) -> CTE name
 
     def _cte(self, kind: str, run: RunInfo | None) -> _Cte:
         key = (kind, None if run is None else run.name)
@@ -134,11 +138,26 @@ class Aggregates:
         value = exp.Coalesce(this=ref, expressions=[exp.convert(0)]) if func == "count" else ref
         return cte.name, value
 
+    def lookup(self, path: str, want: str) -> tuple[str, exp.Expression]:
+        """An item metadata value pre-extracted in item_metadata_values (one row per item and path, so the
+        CTE joins like an aggregate without a GROUP BY); returns (cte name, the item-level value)."""
+        key = (path, want)
+        if key not in self._lookups:
+            self._lookups[key] = f"__meta{len(self._lookups)}"
+        return self._lookups[key], col("c0", self._lookups[key])
+
     def ctes(self) -> list[tuple[str, exp.Expression]]:
-        return [(c.name, self._build(c)) for c in self._ctes.values()]
+        return [(c.name, self._build(c)) for c in self._ctes.values()] + [
+            (name, self._build_lookup(path, want)) for (path, want), name in self._lookups.items()]
 
     def names(self) -> list[str]:
-        return [c.name for c in self._ctes.values()]
+        return [c.name for c in self._ctes.values()] + list(self._lookups.values())
+
+    def _build_lookup(self, path: str, want: str) -> exp.Select:
+        column = LOOKUP_TYPES[want]
+        where = and_all([eq(col("dataset_id", "v"), self.dataset_id.copy()), eq(col("path", "v"), exp.convert(path))])
+        return exp.select(col("item_id", "v"), alias(col(column, "v"), "c0")).from_(
+            table("item_metadata_values", "v"), copy=False).where(where, copy=False)
 
     def _build(self, c: _Cte) -> exp.Select:
         base = {"ann": "a", "pred": "p", "match": "m"}[c.kind]
@@ -148,10 +167,18 @@ class Aggregates:
             narrow = conds[0] if len(conds) == 1 else exp.or_(*[exp.Paren(this=x.copy()) for x in conds], copy=False)
         single = len(c.aggs) == 1 and narrow is not None
         cols: list[exp.Expression] = [col("item_id", base)]
+        from_counts = c.kind == "ann" and self.counts
         for alias_, agg, cond in c.aggs.values():
+            if from_counts:  # every ann aggregate is COUNT(*), with conditions on label / kind only
+                agg = exp.Sum(this=col("n", "a"))
             e = agg.copy() if single or cond is None else exp.Filter(this=agg.copy(), expression=exp.Where(this=cond.copy()))
+            if from_counts:
+                e = cast(e, "BIGINT")
             cols.append(alias(e, alias_))
-        if c.kind == "ann":
+        if from_counts:
+            src = table("item_label_counts", "a")
+            where = [eq(col("dataset_id", "a"), self.dataset_id.copy())]
+        elif c.kind == "ann":
             src = table("annotations", "a")
             where = [eq(col("dataset_id", "a"), self.dataset_id.copy()), exp.Is(this=col("valid_to", "a"), expression=exp.null())]
         elif c.kind == "pred":
@@ -319,12 +346,16 @@ def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset
                   aggs: Aggregates, projection: str = "rows") -> exp.Select:
     """The object-level SELECT (``projection``: rows = OBJECT_OUTPUT, ids = item_id, ann_key, pred_key).
 
-    With LIMIT, a first phase finds the top rows from the narrowest scan and only those rows are joined
-    to their full columns; without it, each side is read once with all its columns.
+    With LIMIT, or a filter on item-level values, a first phase finds the top (or matching) rows from the
+    narrowest scan and only those rows are joined to their full columns; otherwise each side is read once
+    with all its columns.
     """
     ctes = aggs.ctes()
     limited = limit is not None or bool(offset)
-    if projection == "ids" or limited:
+    # item-level filters (item fields, item metadata, per-item statistics) are joins DuckDB applies after
+    # reading every wide row the base filter lets through: find the keys first, then read only their rows
+    item_filtered = any(s.where is not None and (s.uses_items or s.aggs) for s in sides)
+    if projection == "ids" or limited or item_filtered:
         hits = exp.select(exp.Star()).from_(subquery(_union([s.hits() for s in sides]), "h"), copy=False)
         if limited:
             hits = _limit(hits.order_by(*_order_keys(desc, "h"), copy=False), limit, offset)

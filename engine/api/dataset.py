@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
+from .. import item_values
 from ..errors import ValidationError
 from ..ingest.annotations import write_annotations
 from ..ingest.items import append_items
@@ -89,6 +90,7 @@ class Dataset:
                        FROM __meta_patch p WHERE items.dataset_id = ? AND items.reference_id = p.reference_id""",
                     [self.id],
                 )
+                item_values.refresh(self._store, self.id, "SELECT reference_id FROM __meta_patch")
         finally:
             con.unregister("__meta_patch")
         return len(refs)

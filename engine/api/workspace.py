@@ -60,6 +60,8 @@ class Workspace:
             raise LoupeError(f"SQL error: {e}") from None
         finally:
             self.store.generation += 1  # raw SQL may have written: invalidate caches
+            if not self.store.read_only and _may_write(self.store, query):
+                self.store.derived_stale = True  # derived tables are rebuilt before the next DSL query
 
     # -- datasets ---------------------------------------------------------------------------
     def create_dataset(self, name: str, metadata: Mapping[str, Any] | None = None) -> "Dataset":
@@ -114,6 +116,10 @@ class Workspace:
                 f"DELETE FROM slice_objects WHERE slice_id IN {slices}",
                 "DELETE FROM slices WHERE dataset_id = $ds",
                 "DELETE FROM annotations WHERE dataset_id = $ds",
+                "DELETE FROM item_label_counts WHERE dataset_id = $ds",
+                "DELETE FROM label_count_versions WHERE dataset_id = $ds",
+                "DELETE FROM item_metadata_values WHERE dataset_id = $ds",
+                "DELETE FROM item_value_state WHERE dataset_id = $ds",
                 "DELETE FROM label_versions WHERE dataset_id = $ds",
                 "DELETE FROM label_changes WHERE dataset_id = $ds",
                 "DELETE FROM scenario_results WHERE evaluation_id IN (SELECT evaluation_id FROM scenario_evaluations "
@@ -211,6 +217,17 @@ class Workspace:
         from ..io.parquet import import_parquet
 
         return import_parquet(self, in_dir, dataset, **options)
+
+
+def _may_write(store: Store, query: str) -> bool:
+    """Whether raw SQL may have changed data (anything but SELECT / EXPLAIN statements)."""
+    import duckdb
+
+    read = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+    try:
+        return any(s.type not in read for s in store.con.extract_statements(query))
+    except duckdb.Error:
+        return True
 
 
 from .dataset import Dataset  # noqa: E402  (type references above)

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .. import label_counts
 from ..store import Store
 from .checks import METADATA_RULE, Rule, blank, enforce, finite, present_columns, trimmed
 from .geometry import infer_kind, mask_areas_boxes, polygon_areas, polygon_boxes
@@ -265,12 +266,13 @@ def write_annotations(
 
 def record_version(store: Store, dataset_id: int, v: int, operation: str, author: str | None,
                    reason: str | None, added: int, changed: int, deleted: int) -> None:
-    """Log a label version and make it the dataset's current one."""
+    """Log a label version and make it the dataset's current one (call after writing its rows)."""
     store.con.execute(
         "INSERT INTO label_versions VALUES ($ds, $v, now()::TIMESTAMP, $a, $r, $op, $n, $c, $d)",
         {"ds": dataset_id, "v": v, "a": author, "r": reason, "op": operation, "n": added, "c": changed, "d": deleted},
     )
     store.con.execute("UPDATE datasets SET label_version = $v WHERE dataset_id = $ds", {"v": v, "ds": dataset_id})
+    label_counts.refresh(store, dataset_id, v)  # version v's rows are written: recount the items it touched
 
 
 def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:

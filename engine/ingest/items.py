@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
+from .. import item_values
 from ..errors import ValidationError
 from ..store import Store
 from .checks import METADATA_RULE, Rule, enforce
@@ -69,6 +70,7 @@ def append_items(
                     FROM {view} b WHERE NOT {exists}""",
                 {"ds": dataset_id, "first": first},
             )
+            item_values.refresh(store, dataset_id, f"SELECT reference_id FROM {view}")
             new = t.num_rows - n_existing
     finally:
         con.unregister(view)

@@ -1,0 +1,85 @@
+"""Item metadata leaves pre-extracted (``item_metadata_values``), kept in step with ``items.metadata``.
+
+A filter such as ``metadata.weather.rain > 0.9`` would parse every item's JSON per query; this table
+holds one row per item and scalar leaf (path ``weather.rain``) with the value split by JSON type
+(``v_num`` for numbers, ``v_str`` for strings, ``v_bool`` for booleans), so a query joins the rows of one
+path instead. Paths are json_tree's ``fullkey`` without ``$.``; keys that are not plain identifiers come
+out quoted, and array elements as ``[i]`` (the compiler only looks up identifier paths). For a key that
+occurs twice in one object the first occurrence is kept, as ``json_extract`` reads it.
+
+Every write of ``items.metadata`` through the API calls :func:`refresh` for the items it wrote, inside
+its transaction. ``item_value_state`` records the item count and highest item id the rows were taken at,
+so rows inserted or deleted by hand show up; raw SQL run with ``Workspace.sql`` rebuilds (or marks the
+table stale when it cannot).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
+
+TABLES = ("item_metadata_values", "item_value_state")
+NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE", "HUGEINT")  # json_type names read as numbers (queries/metadata.py)
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS item_metadata_values (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
+       path VARCHAR NOT NULL, v_num DOUBLE, v_str VARCHAR, v_bool BOOLEAN)""",
+    """CREATE TABLE IF NOT EXISTS item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL,
+       max_item BIGINT)""",
+)
+
+_NUM = "(" + ", ".join(f"'{t}'" for t in NUMBER_TYPES) + ")"
+_SCALAR = "(" + ", ".join(f"'{t}'" for t in NUMBER_TYPES + ("VARCHAR", "BOOLEAN")) + ")"
+_EXTRACT = f"""INSERT INTO item_metadata_values
+    SELECT dataset_id, item_id, substr(fullkey, 3),
+           CASE WHEN type IN {_NUM} THEN value::DOUBLE END,
+           CASE WHEN type = 'VARCHAR' THEN value ->> '$' END,
+           CASE WHEN type = 'BOOLEAN' THEN value::BOOLEAN END
+    FROM (SELECT i.dataset_id, i.item_id, j.fullkey, j.type, j.value,
+                 row_number() OVER (PARTITION BY i.item_id, j.fullkey ORDER BY j.id) AS k
+          FROM items i, json_tree(i.metadata) j
+          WHERE i.dataset_id = $ds AND i.metadata IS NOT NULL AND j.fullkey LIKE '$.%' {{only}})
+    WHERE k = 1 AND type IN {_SCALAR}"""
+
+
+def _set_state(con, dataset_id: int) -> None:
+    con.execute("DELETE FROM item_value_state WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute("""INSERT INTO item_value_state SELECT $ds, count(*), max(item_id) FROM items
+                   WHERE dataset_id = $ds""", {"ds": dataset_id})
+
+
+def refresh(store: "Store", dataset_id: int, reference_ids: str) -> None:
+    """Re-extract the items whose ``reference_id`` is in the subquery ``reference_ids`` (inside the write's
+    transaction, after writing them)."""
+    con = store.con
+    only = f"AND i.reference_id IN ({reference_ids})"
+    con.execute(f"""DELETE FROM item_metadata_values WHERE dataset_id = $ds AND item_id IN
+                    (SELECT item_id FROM items i WHERE i.dataset_id = $ds {only})""", {"ds": dataset_id})
+    con.execute(_EXTRACT.format(only=only), {"ds": dataset_id})
+    _set_state(con, dataset_id)
+
+
+def rebuild(store: "Store", dataset_id: int) -> None:
+    """Re-extract a whole dataset."""
+    con = store.con
+    con.execute("DELETE FROM item_metadata_values WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute(_EXTRACT.format(only=""), {"ds": dataset_id})
+    _set_state(con, dataset_id)
+
+
+def present(store: "Store") -> bool:
+    n = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+                          "('item_metadata_values', 'item_value_state')").fetchone()[0]
+    return int(n) == 2
+
+
+def ensure(store: "Store") -> None:
+    """Create and fill the tables in a workspace written before they existed (writable stores only)."""
+    if store.read_only or present(store):
+        return
+    with store.transaction() as con:
+        for stmt in _DDL:
+            con.execute(stmt)
+        for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
+            rebuild(store, int(ds))

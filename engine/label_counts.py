@@ -1,0 +1,93 @@
+"""Per-item ground-truth counts (``item_label_counts``), kept in step with ``annotations``.
+
+Per-item count queries (``annotations.pedestrian >= 4``) would otherwise GROUP BY every current box;
+this table holds one row per item, label and kind. Every label change calls :func:`refresh` inside its
+transaction, after writing version ``v``'s rows: only the items with a row opened or closed at ``v`` are
+recounted. ``label_count_versions`` records the label version (and the annotations row count and highest key)
+the counts reflect, so a reader can tell when they lag (e.g. rows written by hand with SQL) and fall
+back to ``annotations``. (An in-place UPDATE of ``annotations`` by hand goes unnoticed; the API never
+does one except to close rows, and :func:`rebuild` recounts.)
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .store import Store
+
+TABLES = ("item_label_counts", "label_count_versions")
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS item_label_counts (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
+       label VARCHAR NOT NULL, kind VARCHAR NOT NULL, n BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS label_count_versions (dataset_id INTEGER NOT NULL, label_version INTEGER NOT NULL,
+       n_rows BIGINT NOT NULL, max_key BIGINT)""",
+)
+
+_COUNT = """INSERT INTO item_label_counts
+            SELECT dataset_id, item_id, label, kind, count(*) FROM annotations
+            WHERE dataset_id = $ds AND valid_to IS NULL {only} GROUP BY dataset_id, item_id, label, kind"""
+
+
+def _set_version(con, dataset_id: int, v: int) -> None:
+    con.execute("DELETE FROM label_count_versions WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute("""INSERT INTO label_count_versions
+                   SELECT $ds, $v, count(*), max(ann_key) FROM annotations WHERE dataset_id = $ds""",
+                {"ds": dataset_id, "v": v})
+
+
+def refresh(store: "Store", dataset_id: int, v: int) -> None:
+    """Recount the items whose annotations changed in label version ``v`` (call inside its transaction).
+
+    When the counts did not reflect the previous version, the whole dataset is recounted instead.
+    """
+    con = store.con
+    prev = con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
+                       {"ds": dataset_id}).fetchone()[0]
+    if prev is None or prev != v - 1:
+        rebuild(store, dataset_id, v)
+        return
+    p = {"ds": dataset_id, "v": v}
+    con.execute("""CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT item_id FROM annotations
+                   WHERE dataset_id = $ds AND (valid_from = $v OR valid_to = $v)""", p)
+    try:
+        con.execute("DELETE FROM item_label_counts WHERE dataset_id = $ds AND item_id IN (SELECT item_id FROM __touched)",
+                    {"ds": dataset_id})
+        con.execute(_COUNT.format(only="AND item_id IN (SELECT item_id FROM __touched)"), {"ds": dataset_id})
+    finally:
+        con.execute("DROP TABLE IF EXISTS __touched")
+    _set_version(con, dataset_id, v)
+
+
+def rebuild(store: "Store", dataset_id: int, v: int | None = None) -> None:
+    """Recount a whole dataset (``v``: its current label version; read from ``datasets`` when None)."""
+    con = store.con
+    if v is None:
+        v = int(con.execute("SELECT label_version FROM datasets WHERE dataset_id = $ds", {"ds": dataset_id}).fetchone()[0])
+    con.execute("DELETE FROM item_label_counts WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute(_COUNT.format(only=""), {"ds": dataset_id})
+    _set_version(con, dataset_id, v)
+
+
+def forget(store: "Store", dataset_id: int) -> None:
+    """Drop a deleted dataset's counts."""
+    for t in TABLES:
+        store.con.execute(f"DELETE FROM {t} WHERE dataset_id = $ds", {"ds": dataset_id})
+
+
+def ensure(store: "Store") -> None:
+    """Create and fill the tables in a workspace written before they existed (writable stores only)."""
+    if store.read_only or present(store):
+        return
+    with store.transaction() as con:
+        for stmt in _DDL:
+            con.execute(stmt)
+        for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
+            rebuild(store, int(ds))
+
+
+def present(store: "Store") -> bool:
+    """Whether the workspace has the count tables (older read-only workspaces may not)."""
+    n = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN "
+                          "('item_label_counts', 'label_count_versions')").fetchone()[0]
+    return int(n) == 2

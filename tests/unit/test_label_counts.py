@@ -1,0 +1,154 @@
+"""item_label_counts: the per-item GT counts behind ``annotations.*`` queries stay exactly the current rows.
+
+After every kind of label change (annotate, annotate(update=True), correct, delete, add, undo, undo of an
+undo, one-version apply_changes, dataset deletion) the table must equal a fresh GROUP BY of the current
+annotation rows, and queries answered from it must equal the same queries answered from ``annotations``.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import engine
+from engine import label_counts
+from engine.query_catalog import DuckDBCatalog
+from engine.query_runner import compile_for, execute
+from queries import compile_query
+
+QUERIES = ["annotations.count > 2", "annotations.cat >= 2", "annotations.dog = 0", "annotations.cat + annotations.dog >= 3",
+           "annotations.box.count >= 2", "annotations.polygon.count > 0 OR annotations.cow > 0",
+           "annotations.cat > annotations.dog ORDER BY annotations.count DESC LIMIT 3"]
+
+
+class _NoCounts(DuckDBCatalog):
+    def label_counts(self) -> bool:
+        return False
+
+
+def fresh(ws, ds_id):
+    return sorted(ws.store.con.execute(
+        """SELECT item_id, label, kind, count(*) FROM annotations WHERE dataset_id = ? AND valid_to IS NULL
+           GROUP BY ALL""", [ds_id]).fetchall())
+
+
+def kept(ws, ds_id):
+    return sorted(ws.store.con.execute("SELECT item_id, label, kind, n FROM item_label_counts WHERE dataset_id = ?",
+                                       [ds_id]).fetchall())
+
+
+def check(ws, ds):
+    """Counts equal a fresh GROUP BY, the catalog trusts them, and every query agrees with the fallback."""
+    assert kept(ws, ds.id) == fresh(ws, ds.id)
+    assert DuckDBCatalog(ws.store, ds.id).label_counts()
+    for q in QUERIES:
+        fast = compile_for(ds, q, strict=False)
+        assert "item_label_counts" in fast.sql()
+        slow = compile_query(q, _NoCounts(ws.store, ds.id), strict=False)
+        assert "item_label_counts" not in slow.sql()
+        assert execute(ds, fast).to_pylist() == execute(ds, slow).to_pylist(), q
+
+
+def box(label, ref, aid, x=1):
+    return engine.BoxAnnotation(label, ref, aid, x=x, y=1, width=5, height=5)
+
+
+@pytest.fixture
+def ds(ws):
+    d = ws.create_dataset("d")
+    d.append([engine.DatasetItem(f"{r}.png", r, width=100, height=80) for r in "abcdef"], check_images=False)
+    return d
+
+
+def test_counts_follow_every_label_change(ws, ds):
+    ds.annotate([box("cat", "a", "1"), box("cat", "a", "2"), box("dog", "a", "3"), box("cat", "b", "1"),
+                 box("dog", "c", "1"), box("dog", "c", "2"), box("cat", "c", "3"), box("dog", "c", "4"),
+                 engine.PolygonAnnotation("cat", "c", "5", vertices=[(1, 1), (9, 1), (9, 9)])])
+    check(ws, ds)
+    ds.annotate([box("cow", "d", "1"), box("cat", "d", "2")])  # second ingest: new items only
+    check(ws, ds)
+    ds.annotate([box("dog", "a", "1", x=2), box("cat", "e", "1")], update=True)  # replace + new
+    check(ws, ds)
+    ds.correct("3", reference_id="c", label="dog")
+    check(ws, ds)
+    ds.delete_annotations([("c", "1"), ("a", "2")])
+    check(ws, ds)
+    ds.add_missing([box("cow", "f", "9"), box("cat", "a", "9")])
+    check(ws, ds)
+    ds.apply_changes(add=[box("cat", "b", "7")], change=[{"reference_id": "b", "annotation_id": "1", "label": "dog"}],
+                     delete=[("d", "1")])
+    check(ws, ds)
+    for _ in range(3):
+        ds.undo()
+        check(ws, ds)
+    ds.undo(4)  # out of order: the relabel of c/3
+    check(ws, ds)
+
+
+def test_counts_match_random_histories(ws, ds):
+    rng = random.Random(7)
+    labels = ["cat", "dog", "cow"]
+    ds.annotate([box(rng.choice(labels), r, str(k)) for r in "abcdef" for k in range(rng.randint(0, 5))])
+    check(ws, ds)
+    for _ in range(12):
+        cur = [(r["reference_id"], r["annotation_id"]) for r in ds.annotations().to_pylist()]
+        op = rng.choice(["correct", "delete", "add", "undo"])
+        if op == "correct" and cur:
+            ref, aid = rng.choice(cur)
+            ds.correct(aid, reference_id=ref, label=rng.choice(labels))
+        elif op == "delete" and cur:
+            ds.delete_annotations(rng.sample(cur, min(2, len(cur))))
+        elif op == "add":
+            ds.add_missing([box(rng.choice(labels), rng.choice("abcdef"), f"n{rng.random()}")])
+        else:
+            try:
+                ds.undo()
+            except engine.LoupeError:
+                pass
+        check(ws, ds)
+
+
+def test_datasets_are_counted_apart_and_deleted_with_their_counts(ws, ds):
+    ds.annotate([box("cat", "a", "1")])
+    other = ws.create_dataset("other")
+    other.append([engine.DatasetItem("x.png", "x", width=10, height=10)], check_images=False)
+    other.annotate([box("cat", "x", "1", x=0), box("cat", "x", "2", x=0)])
+    check(ws, ds)
+    check(ws, other)
+    ws.delete_dataset("other")
+    n = ws.store.con.execute("SELECT count(*) FROM item_label_counts WHERE dataset_id = ?", [other.id]).fetchone()[0]
+    assert n == 0
+    check(ws, ds)
+
+
+def test_rows_written_by_hand_are_not_trusted_until_recounted(ws, ds):
+    ds.annotate([box("cat", "a", "1")])
+    assert ds.query("annotations.cat = 2").num_rows == 0
+    ws.store.con.execute("INSERT INTO annotations SELECT * REPLACE (ann_key + 100 AS ann_key) FROM annotations")
+    assert not DuckDBCatalog(ws.store, ds.id).label_counts()
+    assert "item_label_counts" not in compile_for(ds, "annotations.cat = 2").sql()
+    assert ds.query("annotations.cat = 2").num_rows == 1  # answered from annotations
+    with ws.store.transaction():
+        label_counts.rebuild(ws.store, ds.id)
+    assert kept(ws, ds.id) == fresh(ws, ds.id)
+    assert ds.query("annotations.cat = 2").num_rows == 1
+    assert "item_label_counts" in compile_for(ds, "annotations.cat = 2").sql()
+
+
+def test_older_workspace_gets_the_tables_and_read_only_ones_fall_back(tmp_path):
+    path = tmp_path / "old.duckdb"
+    ws = engine.connect(path)
+    d = ws.create_dataset("d")
+    d.append([engine.DatasetItem("a.png", "a", width=10, height=10)], check_images=False)
+    d.annotate([box("cat", "a", "1", x=0), box("cat", "a", "2", x=0), box("dog", "a", "3", x=0)])
+    ws.store.con.execute("DROP TABLE item_label_counts")
+    ws.store.con.execute("DROP TABLE label_count_versions")
+    ws.close()
+    ro = engine.connect(path, read_only=True)  # cannot add tables: queries read annotations
+    assert not label_counts.present(ro.store)
+    assert ro.get_dataset("d").query("annotations.cat = 2 AND annotations.dog = 1").num_rows == 1
+    ro.close()
+    ws = engine.connect(path)  # writable: created and filled on open
+    assert label_counts.present(ws.store)
+    check(ws, ws.get_dataset("d"))
+    ws.close()
