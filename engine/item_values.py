@@ -69,17 +69,9 @@ def rebuild(store: "Store", dataset_id: int) -> None:
 
 
 def present(store: "Store") -> bool:
-    n = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN "
-                          "('item_metadata_values', 'item_value_state')").fetchone()[0]
-    return int(n) == 2
-
+    """Whether the workspace has these tables (older read-only workspaces may not)."""
+    return store.has_tables(TABLES)
 
 def ensure(store: "Store") -> None:
     """Create and fill the tables in a workspace written before they existed (writable stores only)."""
-    if store.read_only or present(store):
-        return
-    with store.transaction() as con:
-        for stmt in _DDL:
-            con.execute(stmt)
-        for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
-            rebuild(store, int(ds))
+    store.ensure_tables(TABLES, _DDL, lambda ds: rebuild(store, ds))

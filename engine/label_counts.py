@@ -77,17 +77,8 @@ def forget(store: "Store", dataset_id: int) -> None:
 
 def ensure(store: "Store") -> None:
     """Create and fill the tables in a workspace written before they existed (writable stores only)."""
-    if store.read_only or present(store):
-        return
-    with store.transaction() as con:
-        for stmt in _DDL:
-            con.execute(stmt)
-        for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
-            rebuild(store, int(ds))
-
+    store.ensure_tables(TABLES, _DDL, lambda ds: rebuild(store, ds))
 
 def present(store: "Store") -> bool:
-    """Whether the workspace has the count tables (older read-only workspaces may not)."""
-    n = store.con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name IN "
-                          "('item_label_counts', 'label_count_versions')").fetchone()[0]
-    return int(n) == 2
+    """Whether the workspace has these tables (older read-only workspaces may not)."""
+    return store.has_tables(TABLES)

@@ -10,7 +10,7 @@ import re
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -164,6 +164,22 @@ class Store:
                 self._local.in_tx = False
             con.execute("COMMIT")
             self.generation += 1
+
+    def has_tables(self, names: Sequence[str]) -> bool:
+        """Whether every named table exists (derived tables may be missing in older workspaces)."""
+        n = self.scalar("SELECT count(*) FROM information_schema.tables WHERE list_contains(?, table_name)",
+                        [list(names)])
+        return int(n) == len(set(names))
+
+    def ensure_tables(self, names: Sequence[str], ddl: Sequence[str], fill: "Callable[[int], None]") -> None:
+        """Create derived tables an older workspace lacks and ``fill`` them per dataset (writable opens only)."""
+        if self.read_only or self.has_tables(names):
+            return
+        with self.transaction() as con:
+            for stmt in ddl:
+                con.execute(stmt)
+            for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
+                fill(int(ds))
 
     def next_key(self, table: str, column: str) -> int:
         """First free surrogate key of ``table.column`` (call inside a transaction)."""
