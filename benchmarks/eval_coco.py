@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import io
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.ingest import _peak_mb, data_files  # noqa: E402
+from benchmarks.ingest import _peak_mb, data_files, run_child  # noqa: E402
 
 TOOLS = ("pycocotools", "faster-coco-eval", "loupe")
 
@@ -80,9 +79,7 @@ SIDES = {"loupe": side_loupe, "pycocotools": side_pycocotools, "faster-coco-eval
 
 
 def run_side(tool: str, gt: Path, res: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--side", tool, "--gt", str(gt), "--res", str(res)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_child(__file__, tool, gt, res)
 
 
 def main() -> None:

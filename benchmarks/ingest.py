@@ -86,10 +86,15 @@ def side_pycocotools(gt: Path, res: Path) -> dict:
             "dets": len(dets.anns)}
 
 
-def run_side(side: str, gt: Path, res: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--side", side, "--gt", str(gt), "--res", str(res)],
+def run_child(script: str, side: str, gt: Path, res: Path) -> dict:
+    """Run ``script --side SIDE`` in a fresh interpreter (its own peak RSS) and parse its JSON line."""
+    out = subprocess.run([sys.executable, script, "--side", side, "--gt", str(gt), "--res", str(res)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_side(side: str, gt: Path, res: Path) -> dict:
+    return run_child(__file__, side, gt, res)
 
 
 def main() -> None:
