@@ -59,9 +59,10 @@ class Workspace:
         except duckdb.Error as e:
             raise LoupeError(f"SQL error: {e}") from None
         finally:
-            self.store.generation += 1  # raw SQL may have written: invalidate caches
-            if not self.store.read_only and _may_write(self.store, query):
-                self.store.derived_stale = True  # derived tables are rebuilt before the next DSL query
+            if _may_write(self.store, query):
+                self.store.generation += 1  # raw SQL may have written: invalidate caches
+                if not self.store.read_only:
+                    self.store.derived_stale = True  # derived tables are rebuilt before the next DSL query
 
     # -- datasets ---------------------------------------------------------------------------
     def create_dataset(self, name: str, metadata: Mapping[str, Any] | None = None) -> "Dataset":
