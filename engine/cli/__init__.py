@@ -15,7 +15,7 @@ def _load_commands() -> None:
     # importing the modules registers their commands on `cli`
     import importlib
 
-    from . import data  # noqa: F401
+    from . import data  # noqa: F401  (registers its commands)
 
     for optional in ("demo", "io_cmds", "eval_cmds", "query_cmds", "analysis_cmds", "predict_cmds",
                      "tutorial_cmds", "errors_cmds"):

@@ -6,7 +6,7 @@ import json
 import click
 
 from . import cli
-from .common import db_option, format_option, handle_errors, open_ws
+from .common import dataset_option, db_option, format_option, handle_errors, open_ws
 from .output import render
 
 # Columns printed for people (--format table); csv/json print every column.
@@ -62,7 +62,7 @@ def patches(db: str, run_name: str, status: tuple[str, ...], label: tuple[str, .
 
 @cli.command()
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--run", "run_name", help="Add the run's per-class TP/FP/FN, score and IoU histograms.")
 @click.option("--slice", "slice_name", help="Restrict to a slice (by name).")
 @click.option("--bins", type=click.IntRange(min=1), default=20, show_default=True, help="Histogram bins.")

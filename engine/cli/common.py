@@ -16,6 +16,10 @@ def db_option(required: bool = True) -> Callable:
                         help="Workspace file (DuckDB).")
 
 
+def dataset_option(f: Callable) -> Callable:
+    return click.option("--dataset", required=True, help="Dataset name.")(f)
+
+
 def format_option(f: Callable) -> Callable:
     return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
                         help="Output format.")(f)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from . import cli
-from .common import db_option, format_option, handle_errors, open_ws, read_only_option
+from .common import dataset_option, db_option, format_option, handle_errors, open_ws, read_only_option
 from .output import render, render_dict
 
 
@@ -20,7 +20,7 @@ def datasets(db: str, fmt: str) -> None:
 
 @cli.command()
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @format_option
 @handle_errors
 def info(db: str, dataset: str, fmt: str) -> None:

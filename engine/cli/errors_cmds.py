@@ -7,7 +7,7 @@ import sys
 import click
 
 from . import cli
-from .common import db_option, format_option, handle_errors, open_ws
+from .common import dataset_option, db_option, format_option, handle_errors, open_ws
 from .output import render
 
 # Columns printed for people (--format table); csv/json print every column.
@@ -145,7 +145,7 @@ def scenario_group() -> None:
 
 @scenario_group.command("add")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.argument("name")
 @click.option("--slice", "slice_name", default=None, help="Slice name (default: all items).")
 @click.option("--criteria", required=True, help='e.g. "bbox_recall(iou=0.5) > 0.8, bbox_map() >= 0.5"')
@@ -165,7 +165,7 @@ def scenario_add(db: str, dataset: str, name: str, slice_name: str | None, crite
 
 @scenario_group.command("list")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @format_option
 @handle_errors
 def scenario_list(db: str, dataset: str, fmt: str) -> None:
@@ -176,7 +176,7 @@ def scenario_list(db: str, dataset: str, fmt: str) -> None:
 
 @scenario_group.command("history")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.argument("name", required=False)
 @click.option("--run", "run_name", default=None, help="Only evaluations of this run.")
 @format_option
@@ -189,7 +189,7 @@ def scenario_history(db: str, dataset: str, name: str | None, run_name: str | No
 
 @scenario_group.command("delete")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.argument("name")
 @handle_errors
 def scenario_delete(db: str, dataset: str, name: str) -> None:
@@ -201,7 +201,7 @@ def scenario_delete(db: str, dataset: str, name: str) -> None:
 
 @cli.command("label-versions")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--changes", "version", type=int, default=None, help="Show the per-object changes of this version.")
 @format_option
 @handle_errors
@@ -215,7 +215,7 @@ def label_versions(db: str, dataset: str, version: int | None, fmt: str) -> None
 
 @cli.command("undo")
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--version", type=int, default=None, help="Label version to revert (default: the latest).")
 @click.option("--reason", default=None)
 @click.option("--author", default=None)

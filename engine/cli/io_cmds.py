@@ -7,7 +7,7 @@ from typing import Any, Callable
 import click
 
 from . import cli
-from .common import db_option, handle_errors, open_ws, progress_printer
+from .common import dataset_option, db_option, handle_errors, open_ws, progress_printer
 
 _FMT = click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
                     help="Summary format.")
@@ -159,7 +159,7 @@ def export_group() -> None:
 @export_group.command("coco")
 @click.argument("out", type=click.Path(dir_okay=False))
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--run", help="Export this run's predictions as a COCO results file instead of the ground truth.")
 @handle_errors
 def export_coco(out: str, db: str, dataset: str, run: str | None) -> None:
@@ -172,7 +172,7 @@ def export_coco(out: str, db: str, dataset: str, run: str | None) -> None:
 @export_group.command("parquet")
 @click.argument("out", type=click.Path(file_okay=False))
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--run", help="Also write this run's predictions (predictions.parquet).")
 @handle_errors
 def export_parquet(out: str, db: str, dataset: str, run: str | None) -> None:

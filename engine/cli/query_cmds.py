@@ -6,13 +6,13 @@ import sys
 import click
 
 from . import cli
-from .common import db_option, format_option, handle_errors, open_ws
+from .common import dataset_option, db_option, format_option, handle_errors, open_ws
 from .output import render
 
 
 @cli.command()
 @db_option()
-@click.option("--dataset", required=True, help="Dataset name.")
+@dataset_option
 @click.option("--run", default=None, help="Run context (predictions.* fields; objects add its predictions).")
 @click.option("--objects", is_flag=True, help="Object-level query (annotations and predictions).")
 @click.option("--order-by", "order_by", default=None, help='ORDER BY list, e.g. "confidence DESC".')

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,13 +12,12 @@ from PIL import Image
 import engine
 from analysis_data import has_commit, sample_workspace
 from engine.api.dataset import Dataset
+from tests.e2e.cli_runner import loupe as run_loupe
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def loupe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    return run_loupe(*args, timeout=120)
 
 
 @pytest.fixture(scope="module")

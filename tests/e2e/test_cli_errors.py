@@ -2,20 +2,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 import engine
+from tests.e2e.cli_runner import loupe
 
-REPO = Path(__file__).resolve().parents[2]
 
-
-def loupe(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "engine", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=180)
 
 
 @pytest.fixture(scope="module")

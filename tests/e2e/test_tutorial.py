@@ -9,18 +9,17 @@ import html
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from engine.report.html import read_json_block
-from tests.conftest import REPO, shared_path
+from tests.conftest import shared_path
+from tests.e2e.cli_runner import loupe as run_loupe
 
 
 def loupe(*args: str) -> subprocess.CompletedProcess:
-    p = subprocess.run([sys.executable, "-m", "engine", *map(str, args)], cwd=REPO, capture_output=True, text=True,
-                       timeout=600)
+    p = run_loupe(*args, timeout=600)
     assert p.returncode == 0, p.stderr + p.stdout
     return p
 

@@ -55,3 +55,20 @@ def random_pair(seed: int, n_images: int = 12, n_cats: int = 4, max_gt: int = 8,
                          "bbox": [x, y, w, h], "score": score})
     gt = {"images": images, "annotations": anns, "categories": cats}
     return gt, dets
+
+
+def import_pair(folder, gt: dict, dets: list[dict]):
+    """Write the pair as JSON in ``folder`` and import it into an in-memory workspace as run "r".
+
+    Boxes crossing the border are kept as pycocotools keeps them. Returns ``(ws, run)``.
+    """
+    import json
+
+    import engine
+
+    (folder / "gt.json").write_text(json.dumps(gt))
+    (folder / "res.json").write_text(json.dumps(dets))
+    ws = engine.connect()
+    ws.import_coco(folder / "gt.json", dataset="d", results=folder / "res.json", run="r", check_images=False,
+                   clip="keep")
+    return ws, ws.get_run("r")

@@ -13,9 +13,8 @@ pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402
 from pycocotools.cocoeval import COCOeval  # noqa: E402
 
-import engine  # noqa: E402
 from engine.errors import LoupeError  # noqa: E402
-from tests.oracle.coco_random import random_pair  # noqa: E402
+from tests.oracle.coco_random import import_pair, random_pair  # noqa: E402
 
 
 def _ref(gt: dict, dets: list, img_ids: list[int] | None = None) -> COCOeval:
@@ -36,12 +35,7 @@ def _ref(gt: dict, dets: list, img_ids: list[int] | None = None) -> COCOeval:
 @pytest.fixture(scope="module")
 def committed(tmp_path_factory):
     gt, dets = random_pair(7, n_images=20)
-    d = tmp_path_factory.mktemp("m")
-    (d / "gt.json").write_text(json.dumps(gt))
-    (d / "res.json").write_text(json.dumps(dets))
-    ws = engine.connect()
-    ws.import_coco(d / "gt.json", dataset="d", results=d / "res.json", run="r", check_images=False, clip="keep")
-    run = ws.get_run("r")
+    ws, run = import_pair(tmp_path_factory.mktemp("m"), gt, dets)
     run.commit()
     yield ws, run, gt, dets
     ws.close()

@@ -6,28 +6,21 @@ per-object matches and the whole ``matches`` table, for bbox and segm and every 
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-import engine
 from engine.runs.chunks import Chunk, image_bounds, plan_chunks
 from engine.runs.commit import commit_run
 from engine.runs.evaluate import evaluate_run
 from engine.runs.inputs import gather
-from tests.oracle.coco_random import random_pair
+from tests.oracle.coco_random import import_pair, random_pair
 
 
 @pytest.fixture(scope="module", params=[3, 11])
 def ws_run(request, tmp_path_factory):
     gt, dets = random_pair(request.param, n_images=24, first_ann_id=request.param % 2)
-    d = tmp_path_factory.mktemp("chunks")
-    (d / "gt.json").write_text(json.dumps(gt))
-    (d / "res.json").write_text(json.dumps(dets))
-    ws = engine.connect()
-    ws.import_coco(d / "gt.json", dataset="d", results=d / "res.json", run="r", check_images=False, clip="keep")
-    run = ws.get_run("r")
+    ws, run = import_pair(tmp_path_factory.mktemp("chunks"), gt, dets)
     yield ws, run
     ws.close()
 
