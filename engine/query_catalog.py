@@ -2,7 +2,8 @@
 
 Reading metadata types scans every item's JSON (tens of ms for 100k items), so answers are cached per
 store and dataset under a cheap version token (label version, item count and max id, run commits,
-a hash of the slice definitions; one ~1 ms query). A
+a hash of the slice definitions; one ~2 ms query, run again only after the store's ``generation`` moved,
+i.e. after any write through the store). A
 stale answer can only make the compiler *accept* a name; before it reports an unknown name or a type
 error it calls :meth:`refresh` and compiles again with fresh answers, so no spurious error survives.
 """
@@ -53,12 +54,20 @@ class DuckDBCatalog(Catalog):
 
     # -- caching ---------------------------------------------------------------------------------
     def _version(self) -> tuple:
+        """The version token; read once per store generation (every write through the store bumps it)."""
         if self._token is None:
+            cache = _CACHE.setdefault(self.store, {})
+            generation = getattr(self.store, "generation", None)
+            hit = cache.get((self.dataset_id, "token"))
+            if hit is not None and hit[0] == generation and generation is not None and not self._fresh:
+                self._token = hit[1]
+                return self._token
             sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
             if self._has_derived_tables():  # token[10:17]: what the derived tables were kept at, and now
                 sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
             row = self.store.con.execute(sql).fetchone()
-            self._token = (tuple(row) if row else ()) + (getattr(self.store, "generation", None),)
+            self._token = (tuple(row) if row else ()) + (generation,)
+            cache[(self.dataset_id, "token")] = (generation, self._token)
         return self._token
 
     def _get(self, part: str, load) -> Any:

@@ -16,6 +16,7 @@ import functools
 from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, OpenCatalog,
                      compile_query, to_sql)
 
+from . import item_cache
 from .derived import refresh_if_stale
 from .errors import LoupeError, NotFoundError
 from .query_catalog import DuckDBCatalog
@@ -100,7 +101,20 @@ def execute(ds: "Dataset", compiled: CompiledQuery) -> pa.Table:
 
 def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
                 offset: int | None = None) -> pa.Table:
-    return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))
+    """Items matching ``dsl``: the filter runs in DuckDB; the rows come from the dataset's in-memory copy
+    when there is one for the current data (engine/item_cache.py), else from the same SQL with all columns."""
+    compiled = compile_for(ds, dsl, "items", run, order_by, limit, offset)  # names and types checked here
+    store = ds.ws.store
+    entry = item_cache.rows_for(store, ds.id)
+    if entry is not None:
+        generation = store.generation
+        keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
+        ids = execute(ds, keys).column(0)
+        if store.generation == generation:  # the ids and the copy describe the same data
+            rows = item_cache.take(entry, ids)
+            if rows is not None:
+                return rows
+    return execute(ds, compiled)
 
 
 def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None,

@@ -31,8 +31,32 @@ def _sql_statements(text: str) -> list[str]:
     return [s.strip() for s in body.split(";") if s.strip()]
 
 
+_READ_HEADS = frozenset({"select", "from", "explain", "describe", "show", "summarize", "values", "table",
+                         "pragma", "set", "reset", "begin", "start", "call"})
+_HEAD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*([A-Za-z]+)", re.S)
+_WRITE_WORD = re.compile(r"\b(insert|update|delete|merge|copy|create|drop|alter)\b", re.I)
+_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+
+
+def may_write(sql: Any) -> bool:
+    """Whether a statement may change data (cheap, conservative: anything not plainly a read counts).
+
+    Every write through the store's connections bumps ``Store.generation``, the version caches key on.
+    """
+    if not isinstance(sql, str):
+        return True  # a prepared statement or relation: assume it writes
+    m = _HEAD.match(sql)
+    if m is None:
+        return True
+    head = m.group(1).lower()
+    if head == "with":
+        return _WRITE_WORD.search(_QUOTED.sub("", sql)) is not None
+    return head not in _READ_HEADS or ";" in sql.rstrip().rstrip(";")
+
+
 class _Connection:
-    """A DuckDB connection that finishes any half-read ``execute()`` result before other work.
+    """A DuckDB connection that finishes any half-read ``execute()`` result before other work, and
+    reports statements that may write (so the store's ``generation`` moves with every change).
 
     DuckDB >= 2 refuses ``sql``/``register``/... while a previous ``execute`` result is unfinished
     (e.g. after ``fetchone()``); every caller would otherwise need to remember ``complete()``.
@@ -41,8 +65,9 @@ class _Connection:
     _FINISH_FIRST = frozenset({"sql", "query", "register", "unregister", "from_arrow", "table", "view",
                                "begin", "commit", "rollback", "create_function", "remove_function"})
 
-    def __init__(self, con: duckdb.DuckDBPyConnection):
+    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[], None] | None = None):
         self._con = con
+        self._on_write = on_write
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._con, name)
@@ -50,11 +75,28 @@ class _Connection:
             self._con.complete()
         return attr
 
-    def execute(self, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        return self._con.execute(*args, **kwargs)
+    def _seen(self, sql: Any) -> None:
+        if self._on_write is not None and may_write(sql):
+            self._on_write()
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        self._seen(query)
+        return self._con.execute(query, *args, **kwargs)
+
+    def sql(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if hasattr(self._con, "complete"):
+            self._con.complete()
+        self._seen(query)
+        return self._con.sql(query, *args, **kwargs)
+
+    query = sql
+
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
+        self._seen(query)
+        return self._con.executemany(query, *args, **kwargs)
 
     def cursor(self) -> "_Connection":
-        return _Connection(self._con.cursor())
+        return _Connection(self._con.cursor(), self._on_write)
 
 
 class Store:
@@ -71,7 +113,7 @@ class Store:
         if read_only and path is not None and not Path(target).exists():
             raise LoupeError(f"workspace {target} does not exist (read-only open cannot create it)")
         try:
-            self._con = _Connection(duckdb.connect(target, read_only=read_only))
+            self._con = _Connection(duckdb.connect(target, read_only=read_only), self._wrote)
         except duckdb.IOException as e:
             msg = str(e)
             if "lock" in msg.lower():
@@ -83,12 +125,15 @@ class Store:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
-        self.generation = 0  # bumped by every committed write; caches (e.g. the DSL catalog) key on it
+        self.generation = 0  # bumped by every write statement and every commit; caches key on it
         self._local.cur = self._con
         self._ensure_schema()
         self._register_udfs(self._con)
 
     # -- connection -------------------------------------------------------------------------
+    def _wrote(self) -> None:
+        self.generation += 1
+
     @property
     def con(self) -> "_Connection":
         """This thread's cursor on the workspace database."""

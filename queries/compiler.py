@@ -408,7 +408,8 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
         run: run context (``predictions.*`` fields; object queries add the run's predictions).
         order_by: ORDER BY list in DSL syntax (``"iou ASC, confidence DESC"``); replaces the query's own.
         limit, offset: replace the query's LIMIT / OFFSET.
-        projection: "rows" (user columns) or "ids" (item_id; objects also ann_key, pred_key).
+        projection: "rows" (user columns), "ids" (item_id; objects also ann_key, pred_key; any order) or,
+            for items, "keys" (item_id in the order of the rows).
         strict: refuse unknown labels and metadata keys (stored slices re-evaluate with strict=False).
 
     Raises:

@@ -216,7 +216,7 @@ ITEM_OUTPUT = ("reference_id", "image_location", "width", "height", "metadata")
 
 
 def item_projection(projection: str) -> list[exp.Expression]:
-    if projection == "ids":
+    if projection in ("ids", "keys"):
         return [col("item_id", "i")]
     return [col(c, "i") if c != "metadata" else alias(cast(col("metadata", "i"), "VARCHAR"), "metadata")
             for c in ITEM_OUTPUT]
@@ -224,7 +224,8 @@ def item_projection(projection: str) -> list[exp.Expression]:
 
 def items_query(where: exp.Expression | None, order: list[tuple[exp.Expression, bool]], limit: int | None,
                 offset: int | None, aggs: Aggregates, used: list[str], projection: str = "rows") -> exp.Select:
-    """The item-level SELECT (``projection``: rows = the ``ds.items()`` columns, ids = item_id)."""
+    """The item-level SELECT (``projection``: rows = the ``ds.items()`` columns, ids = item_id in any order,
+    keys = item_id in the rows' order)."""
     sel = exp.select(*item_projection(projection)).from_(table("items", "i"), copy=False)
     sel = join_aggregates(sel, used, col("item_id", "i"))
     conds = [eq(col("dataset_id", "i"), aggs.dataset_id.copy())]
@@ -252,6 +253,8 @@ OBJECT_OUTPUT = ("source", "reference_id", "annotation_id", "kind", "label", "x"
                  "ann_key", "pred_key", "partner_key")
 ROW_COLUMNS = tuple(c for c in OBJECT_OUTPUT if c not in ("reference_id", "ann_key", "pred_key"))
 TIE_BREAK = ("item_id", "source", "ann_key", "pred_key")  # default order after the user's keys
+CARRIED = {"iou": "DOUBLE", "best_iou": "DOUBLE", "status": "VARCHAR", "error_type": "VARCHAR",
+           "partner_key": "BIGINT"}  # match columns phase 1 hands to phase 2 (see Side.carries)
 
 
 @dataclass
@@ -285,11 +288,19 @@ class Side:
         gt = self.side == "gt"
         return [alias(col("ann_key", t) if gt else null, "ann_key"), alias(null.copy() if gt else col("pred_key", t), "pred_key")]
 
+    @property
+    def carries(self) -> bool:
+        """Phase 1 reads the matches row anyway: it hands the match columns on, so phase 2 need not join it."""
+        return self.match_on is not None and (self.driver == "matches" or self.uses_matches)
+
     def hits(self) -> exp.Select:
-        """Phase 1: source, item_id, ann_key, pred_key and sort keys of the matching objects."""
+        """Phase 1: source, item_id, ann_key, pred_key, sort keys (and the match columns, or typed NULLs
+        when this side does not read matches here) of the matching objects."""
         t = "m" if self.driver == "matches" else self.alias
         proj = [alias(exp.convert(self.side), "source"), alias(col("item_id", t), "item_id")] + self._keys(t)
         proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
+        proj += [alias(self.columns[c].copy() if self.carries else cast(exp.null(), typ), f"__m_{c}")
+                 for c, typ in CARRIED.items()]
         if self.driver == "matches":
             sel = exp.select(*proj).from_(table("matches", "m"), copy=False)
             conds = list(self.match_conds)
@@ -308,10 +319,14 @@ class Side:
             proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
             sel = exp.select(*proj).from_(table(_BASE[self.side], self.alias), copy=False)
         else:
+            if self.carries:
+                proj = [alias(col(f"__m_{c}", "h"), c) if c in CARRIED else p for c, p in zip(ROW_COLUMNS, proj)]
             proj += [alias(col(c, "h"), c) for c in ("item_id", "ann_key", "pred_key")]
             proj += [alias(col(f"__s{k}", "h"), f"__s{k}") for k in range(len(self.sort))]
             sel = exp.select(*proj).from_(table(hits, "h"), copy=False)
             sel = inner_join(sel, table(_BASE[self.side], self.alias), eq(col(self.key, self.alias), col(self.key, "h")))
+            if self.carries:
+                return sel
         if self.match_on is not None:
             sel = left_join(sel, table("matches", "m"), self.match_on)
         if hits is not None:

@@ -1,0 +1,147 @@
+"""Item query rows taken from the in-memory copy (engine/item_cache.py) equal the plain SQL's rows, and the
+copy never outlives a write; the store's generation moves with every write statement."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import engine
+from engine import item_cache
+from engine.query_runner import compile_for, execute
+from engine.store import may_write
+
+from dsl_world import build
+
+QUERIES = [
+    ("annotations.pedestrian >= 1", None, {}),
+    ('metadata.camera = "rear" OR annotations.count > 3', None, {}),
+    ("annotations.count >= 0 ORDER BY annotations.count DESC, width ASC", None, {}),
+    ("annotations.car > 0", None, {"limit": 7, "offset": 3}),
+    ("annotations.count > 1000", None, {}),  # no rows
+    ("predictions.fp >= 1", "r1", {"order_by": "predictions.fp DESC"}),
+    ("", None, {"limit": 0}),
+]
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = build(seed=11, n_items=60)
+    yield w
+    w.ws.close()
+
+
+def _sql_rows(ds, dsl, run, kw):
+    return execute(ds, compile_for(ds, dsl, "items", run, kw.get("order_by"), kw.get("limit"), kw.get("offset")))
+
+
+@pytest.mark.parametrize("dsl,run,kw", QUERIES)
+def test_rows_from_the_copy_equal_the_sql_rows(world, dsl, run, kw):
+    ds = world.ds
+    ds.query(dsl, run=run, **kw)  # first query of this generation: SQL path; the next builds the copy
+    got = ds.query(dsl, run=run, **kw)
+    assert item_cache.rows_for(ds.ws.store, ds.id) is not None  # the copy is in use
+    want = _sql_rows(ds, dsl, run, kw)
+    assert got.schema == want.schema
+    assert got.to_pylist() == want.to_pylist()
+
+
+def test_a_write_drops_the_copy(tmp_path):
+    ws = engine.connect(tmp_path / "w.duckdb")
+    ds = ws.create_dataset("d")
+    ds.append([engine.DatasetItem(reference_id=f"r{i}", image_location=f"/x/{i}.jpg", width=10, height=10,
+                                  metadata={"k": i}) for i in range(5)], check_images=False)
+    for _ in range(3):
+        assert ds.query("metadata.k >= 3").column("reference_id").to_pylist() == ["r3", "r4"]
+    ds.append([engine.DatasetItem(reference_id="r9", image_location="/x/9.jpg", width=10, height=10,
+                                  metadata={"k": 9})], check_images=False)
+    assert ds.query("metadata.k >= 3").column("reference_id").to_pylist() == ["r3", "r4", "r9"]
+    assert ds.query("metadata.k >= 3").column("reference_id").to_pylist() == ["r3", "r4", "r9"]
+    ws.sql("UPDATE items SET image_location = '/y/9.jpg' WHERE reference_id = 'r9'")  # raw SQL write
+    assert ds.query("metadata.k >= 9").column("image_location").to_pylist() == ["/y/9.jpg"]
+    ws.store.con.execute("UPDATE items SET width = 77 WHERE reference_id = 'r9'")  # even below the API
+    assert ds.query("metadata.k >= 9").column("width").to_pylist() == [77]
+    ws.close()
+
+
+def test_too_large_or_disabled_reads_rows_with_sql(world, monkeypatch):
+    ds = world.ds
+    for limit in (0, 1):  # 0: disabled; 1 byte: every copy is too large
+        monkeypatch.setattr(item_cache, "MAX_BYTES", limit)
+        item_cache.forget(ds.ws.store)
+        for _ in range(3):
+            got = ds.query("annotations.count > 2")
+            assert item_cache.rows_for(ds.ws.store, ds.id) is None
+        assert got.to_pylist() == _sql_rows(ds, "annotations.count > 2", None, {}).to_pylist()
+
+
+def test_an_id_missing_from_the_copy_falls_back(world):
+    ds = world.ds
+    item_cache.forget(ds.ws.store)
+    ds.query("annotations.count > 2")
+    ds.query("annotations.count > 2")
+    entry = item_cache.rows_for(ds.ws.store, ds.id)
+    assert entry is not None
+    import pyarrow as pa
+    assert item_cache.take(entry, pa.array([int(entry.ids.max()) + 1])) is None
+    assert item_cache.take(entry, pa.array([int(entry.ids[0])])).num_rows == 1
+
+
+def test_threads_read_consistent_rows_while_one_writes(tmp_path):
+    ws = engine.connect(tmp_path / "t.duckdb")
+    ds = ws.create_dataset("d")
+    ds.append([engine.DatasetItem(reference_id=f"r{i}", image_location=f"/x/{i}.jpg", width=10, height=10,
+                                  metadata={"k": i}) for i in range(50)], check_images=False)
+    errors: list[BaseException] = []
+
+    def reader():
+        try:
+            for _ in range(30):
+                t = ds.query("metadata.k >= 0")
+                refs = t.column("reference_id").to_pylist()
+                locs = t.column("image_location").to_pylist()
+                assert all(loc == f"/x/{r[1:]}.jpg" for r, loc in zip(refs, locs))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for i in range(50, 70):
+        ds.append([engine.DatasetItem(reference_id=f"r{i}", image_location=f"/x/{i}.jpg", width=10, height=10,
+                                      metadata={"k": i})], check_images=False)
+    for t in threads:
+        t.join()
+    assert not errors, errors[0]
+    assert ds.query("metadata.k >= 0").num_rows == 70
+    ws.close()
+
+
+@pytest.mark.parametrize("sql", ["SELECT 1", "  -- note\n select * from items", "(SELECT 1)", "FROM items",
+                                 "WITH x AS (SELECT 'delete me') SELECT * FROM x", "EXPLAIN SELECT 1",
+                                 "PRAGMA version", "SET threads = 1"])
+def test_reads_do_not_move_the_generation(sql):
+    assert not may_write(sql)
+
+
+@pytest.mark.parametrize("sql", ["INSERT INTO t VALUES (1)", "update t set a = 1", "/* c */ DELETE FROM t",
+                                 "WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", "SELECT 1; DROP TABLE t",
+                                 "CREATE TABLE t (a INT)", "COMMIT", "ATTACH 'f.duckdb'", "CHECKPOINT",
+                                 "COPY t FROM 'x.csv'", "ALTER TABLE t ADD COLUMN b INT"])
+def test_writes_move_the_generation(sql):
+    assert may_write(sql)
+
+
+def test_store_generation_moves_on_writes_only():
+    ws = engine.connect()
+    store = ws.store
+    g = store.generation
+    store.con.execute("SELECT count(*) FROM items").fetchall()
+    store.arrow("SELECT 1")
+    assert store.generation == g
+    store.con.execute("CREATE TABLE __x (a INT)")
+    assert store.generation > g
+    g = store.generation
+    store.con.cursor().execute("INSERT INTO __x VALUES (1)")  # another cursor of the same store
+    assert store.generation > g
+    ws.close()
