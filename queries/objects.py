@@ -54,5 +54,13 @@ def build_side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Express
             current = exp.select(col("ann_key", "a")).from_(table("annotations", "a"), copy=False).where(
                 exp.and_(*[b.copy() for b in base], copy=False), copy=False)
             mconds.append(in_subquery(col("ann_key", "m"), current))
-    return Side(scope.side, t, driver, where, sort, cols, base, match_on, mconds, scope.uses_items,
+    return Side(scope.side, t, driver, where, sort, cols, base, match_on, mconds, _reads_items(scope, where, sort),
                 scope.uses_matches, list(scope.item.used_ctes))
+
+
+def _reads_items(scope: ObjectScope, where: exp.Expression | None, sort: list[exp.Expression]) -> bool:
+    """Whether the filter or sort reads a column of ``items`` (metadata served from item_metadata_values
+    does not: then the first phase need not join items)."""
+    if not scope.uses_items:
+        return False
+    return any(c.table == "i" for e in [where, *sort] if e is not None for c in e.find_all(exp.Column))
