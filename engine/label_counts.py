@@ -1,12 +1,18 @@
-"""Per-item ground-truth counts (``item_label_counts``), kept in step with ``annotations``.
+"""Per-item ground-truth counts (``item_counts``), kept in step with ``annotations``.
 
-Per-item count queries (``annotations.pedestrian >= 4``) would otherwise GROUP BY every current box;
-this table holds one row per item, label and kind. Every label change calls :func:`refresh` inside its
-transaction, after writing version ``v``'s rows: only the items with a row opened or closed at ``v`` are
-recounted. ``label_count_versions`` records the label version (and the annotations row count and highest key)
-the counts reflect, so a reader can tell when they lag (e.g. rows written by hand with SQL) and fall
-back to ``annotations``. (An in-place UPDATE of ``annotations`` by hand goes unnoticed; the API never
-does one except to close rows, and :func:`rebuild` recounts.)
+Per-item count queries (``annotations.pedestrian >= 4``) would otherwise GROUP BY every current box. This
+rollup holds, per item, one row per label (``kind`` NULL), one per kind (``label`` NULL) and the item's total
+(both NULL), so every count the DSL can ask for is one row per item: a filtered scan, no GROUP BY at query
+time. ``annotations.label`` is NOT NULL, so NULL is a safe "all" marker (a label named "box" is still told
+apart from the kind: by which column is NULL, not by value). Rows are written ordered by label and kind so
+a scan for one of them skips most row groups on their zone maps.
+
+Every label change calls :func:`refresh` inside its transaction, after writing version ``v``'s rows: only
+the items with a row opened or closed at ``v`` are recounted. ``label_count_versions`` records the label
+version (and the annotations row count and highest key) the counts reflect, so a reader can tell when they
+lag (e.g. rows written by hand with SQL) and fall back to ``annotations``. (An in-place UPDATE of
+``annotations`` by hand goes unnoticed; the API never does one except to close rows, and :func:`rebuild`
+recounts.)
 """
 from __future__ import annotations
 
@@ -15,18 +21,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .store import Store
 
-TABLES = ("item_label_counts", "label_count_versions")
+TABLES = ("item_counts", "label_count_versions")
+_REPLACED = "item_label_counts"  # what older Loupes kept instead: one row per item, label and kind
 
 _DDL = (
-    """CREATE TABLE IF NOT EXISTS item_label_counts (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
-       label VARCHAR NOT NULL, kind VARCHAR NOT NULL, n BIGINT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS item_counts (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
+       label VARCHAR, kind VARCHAR, n BIGINT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS label_count_versions (dataset_id INTEGER NOT NULL, label_version INTEGER NOT NULL,
        n_rows BIGINT NOT NULL, max_key BIGINT)""",
 )
 
-_COUNT = """INSERT INTO item_label_counts
+_COUNT = """INSERT INTO item_counts
             SELECT dataset_id, item_id, label, kind, count(*) FROM annotations
-            WHERE dataset_id = $ds AND valid_to IS NULL {only} GROUP BY dataset_id, item_id, label, kind"""
+            WHERE dataset_id = $ds AND valid_to IS NULL {only}
+            GROUP BY GROUPING SETS ((dataset_id, item_id, label), (dataset_id, item_id, kind), (dataset_id, item_id))
+            ORDER BY label NULLS LAST, kind NULLS LAST, item_id"""
 
 
 def _set_version(con, dataset_id: int, v: int) -> None:
@@ -51,7 +60,7 @@ def refresh(store: "Store", dataset_id: int, v: int) -> None:
     con.execute("""CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT item_id FROM annotations
                    WHERE dataset_id = $ds AND (valid_from = $v OR valid_to = $v)""", p)
     try:
-        con.execute("DELETE FROM item_label_counts WHERE dataset_id = $ds AND item_id IN (SELECT item_id FROM __touched)",
+        con.execute("DELETE FROM item_counts WHERE dataset_id = $ds AND item_id IN (SELECT item_id FROM __touched)",
                     {"ds": dataset_id})
         con.execute(_COUNT.format(only="AND item_id IN (SELECT item_id FROM __touched)"), {"ds": dataset_id})
     finally:
@@ -64,7 +73,7 @@ def rebuild(store: "Store", dataset_id: int, v: int | None = None) -> None:
     con = store.con
     if v is None:
         v = int(con.execute("SELECT label_version FROM datasets WHERE dataset_id = $ds", {"ds": dataset_id}).fetchone()[0])
-    con.execute("DELETE FROM item_label_counts WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute("DELETE FROM item_counts WHERE dataset_id = $ds", {"ds": dataset_id})
     con.execute(_COUNT.format(only=""), {"ds": dataset_id})
     _set_version(con, dataset_id, v)
 
@@ -76,9 +85,13 @@ def forget(store: "Store", dataset_id: int) -> None:
 
 
 def ensure(store: "Store") -> None:
-    """Create and fill the tables in a workspace written before they existed (writable stores only)."""
-    store.ensure_tables(TABLES, _DDL, lambda ds: rebuild(store, ds))
+    """Create and fill the tables in a workspace written before they existed, dropping the
+    ``item_label_counts`` they replace (writable stores only; read-only ones read ``annotations``)."""
+    store.ensure_tables(TABLES, _DDL, lambda ds: rebuild(store, ds), replaces=(_REPLACED,))
+
 
 def present(store: "Store") -> bool:
-    """Whether the workspace has these tables (older read-only workspaces may not)."""
-    return store.has_tables(TABLES)
+    """Whether the workspace has these tables and no ``item_label_counts``: older read-only workspaces may
+    lack them, and when both are there an older Loupe has opened the file since and may have changed labels
+    without recounting ``item_counts`` (while keeping ``label_count_versions``)."""
+    return store.has_tables(TABLES) and not store.has_tables([_REPLACED])

@@ -46,7 +46,7 @@ class DuckDBCatalog(Catalog):
     def __init__(self, store: Store, dataset_id: int, derived: bool = True):
         self.store = store
         self.dataset_id = dataset_id
-        self.derived = derived  # may queries read the derived tables (item_label_counts, item_metadata_values)
+        self.derived = derived  # may queries read the derived tables (item_counts, item_metadata_values)
         self._memo: dict[str, Any] = {}
         self._token: tuple | None = None
         self._fresh = False  # after refresh(): bypass the shared cache
@@ -99,7 +99,7 @@ class DuckDBCatalog(Catalog):
         return t if len(t) > 17 else None
 
     def label_counts(self) -> bool:
-        """True when ``item_label_counts`` holds the dataset's current per-item GT counts: kept at the current
+        """True when ``item_counts`` holds the dataset's current per-item GT counts: kept at the current
         label version, over the annotations rows there are now (rows added or removed by hand show)."""
         t = self._derived()
         return t is not None and t[12] is not None and (t[12], t[13], t[14]) == (t[0], t[10], t[11])

@@ -47,15 +47,16 @@ CREATE TABLE annotations (
     valid_to      INTEGER
 );
 
--- Derived: current ground-truth counts per item, label and kind (the `valid_to IS NULL` rows of
--- `annotations` grouped), so per-item count queries read ~1 row per item and label instead of every box.
+-- Derived: current ground-truth counts per item (the `valid_to IS NULL` rows of `annotations` rolled up
+-- with GROUPING SETS): one row per item and label (kind NULL), per item and kind (label NULL) and the item's
+-- total (both NULL), so every per-item count query reads one row per item, with no GROUP BY.
 -- Kept by engine/label_counts.py inside each label-changing transaction; label_count_versions says
 -- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags).
-CREATE TABLE item_label_counts (
+CREATE TABLE item_counts (
     dataset_id INTEGER NOT NULL,
     item_id    BIGINT NOT NULL,
-    label      VARCHAR NOT NULL,
-    kind       VARCHAR NOT NULL,
+    label      VARCHAR,                        -- NULL: every label (annotations.label is NOT NULL)
+    kind       VARCHAR,                        -- NULL: every kind
     n          BIGINT NOT NULL
 );
 

@@ -216,13 +216,23 @@ class Store:
                         [list(names)])
         return int(n) == len(set(names))
 
-    def ensure_tables(self, names: Sequence[str], ddl: Sequence[str], fill: "Callable[[int], None]") -> None:
-        """Create derived tables an older workspace lacks and ``fill`` them per dataset (writable opens only)."""
-        if self.read_only or self.has_tables(names):
+    def ensure_tables(self, names: Sequence[str], ddl: Sequence[str], fill: "Callable[[int], None]",
+                      replaces: Sequence[str] = ()) -> None:
+        """Create derived tables an older workspace lacks and ``fill`` them per dataset (writable opens only).
+
+        ``replaces``: tables an older Loupe kept instead; any still present are dropped and the new ones
+        refilled (that Loupe may have written since they were filled, without keeping them).
+        """
+        if self.read_only:
+            return
+        old = [t for t in replaces if self.has_tables([t])]
+        if not old and self.has_tables(names):
             return
         with self.transaction() as con:
             for stmt in ddl:
                 con.execute(stmt)
+            for t in old:
+                con.execute(f"DROP TABLE {t}")
             for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
                 fill(int(ds))
 

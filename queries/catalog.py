@@ -152,7 +152,7 @@ class Catalog:
         raise NotImplementedError
 
     def label_counts(self) -> bool:
-        """Whether ``item_label_counts`` holds the current per-item GT counts (else count ``annotations``)."""
+        """Whether ``item_counts`` holds the current per-item GT counts (else count ``annotations``)."""
         return False
 
     def item_values(self) -> bool:

@@ -103,16 +103,16 @@ class _Cte:
 
 
 class Aggregates:
-    """Per-item statistics a query needs, gathered into one GROUP BY per source table.
+    """Per-item statistics a query needs, gathered into one CTE per source table.
 
-    ``ann`` counts current ground truth (summing ``item_label_counts.n`` when ``counts``: one row per
-    item, label and kind instead of one per box); ``pred`` aggregates a run's predictions; ``match`` counts a
-    run's matches rows (tp / fp / fn, IoU). Each CTE is joined to the items once.
+    ``ann`` counts current ground truth: with ``counts``, read from the ``item_counts`` rollup (one row per
+    item for each count, so no GROUP BY), else one GROUP BY over the boxes; ``pred`` aggregates a run's
+    predictions; ``match`` counts a run's matches rows (tp / fp / fn, IoU). Each CTE is joined to the items once.
     """
 
     def __init__(self, dataset_id: exp.Expression, counts: bool = False):
         self.dataset_id = dataset_id
-        self.counts = counts  # ground-truth counts read the maintained item_label_counts table
+        self.counts = counts  # ground-truth counts read the maintained item_counts rollup
         self._ctes: dict[tuple, _Cte] = {}
         self._lookups: dict[tuple[str, str], str] = {}  # (metadata path, type) -> CTE name
 
@@ -160,6 +160,8 @@ class Aggregates:
             table("item_metadata_values", "v"), copy=False).where(where, copy=False)
 
     def _build(self, c: _Cte) -> exp.Select:
+        if c.kind == "ann" and self.counts:
+            return self._build_counts(c)
         base = {"ann": "a", "pred": "p", "match": "m"}[c.kind]
         conds = [cond for _, _, cond in c.aggs.values()]
         narrow = None
@@ -167,18 +169,10 @@ class Aggregates:
             narrow = conds[0] if len(conds) == 1 else exp.or_(*[exp.Paren(this=x.copy()) for x in conds], copy=False)
         single = len(c.aggs) == 1 and narrow is not None
         cols: list[exp.Expression] = [col("item_id", base)]
-        from_counts = c.kind == "ann" and self.counts
         for alias_, agg, cond in c.aggs.values():
-            if from_counts:  # every ann aggregate is COUNT(*), with conditions on label / kind only
-                agg = exp.Sum(this=col("n", "a"))
             e = agg.copy() if single or cond is None else exp.Filter(this=agg.copy(), expression=exp.Where(this=cond.copy()))
-            if from_counts:
-                e = cast(e, "BIGINT")
             cols.append(alias(e, alias_))
-        if from_counts:
-            src = table("item_label_counts", "a")
-            where = [eq(col("dataset_id", "a"), self.dataset_id.copy())]
-        elif c.kind == "ann":
+        if c.kind == "ann":
             src = table("annotations", "a")
             where = [eq(col("dataset_id", "a"), self.dataset_id.copy()), exp.Is(this=col("valid_to", "a"), expression=exp.null())]
         elif c.kind == "pred":
@@ -196,6 +190,43 @@ class Aggregates:
             if "a" in c.joins:
                 sel = left_join(sel, table("annotations", "a"), eq(col("ann_key", "a"), col("ann_key", "m")))
         return sel.where(and_all(where), copy=False).group_by(col("item_id", base), copy=False)
+
+    def _build_counts(self, c: _Cte) -> exp.Select:
+        """Ground-truth counts read from ``item_counts``, one row per item for each: a filtered scan per count.
+
+        Several counts (``annotations.truck + annotations.bus``) are FULL JOINed on item_id inside the one
+        CTE: its single LEFT JOIN to the items lets DuckDB turn that join into an inner one when the filter
+        rejects items with no row (one CTE per count would keep every item; a GROUP BY costs more).
+        """
+        parts = list(c.aggs.values())
+        if len(parts) == 1:
+            alias_, _, cond = parts[0]
+            return self._count_scan(cond, alias_)
+        aliases = [a for a, _, _ in parts]
+        names = [f"t{k}" for k in range(len(parts))]
+        keys = [col("item_id", t) for t in names]
+        sel = exp.select(alias(exp.Coalesce(this=keys[0], expressions=keys[1:]), "item_id"),
+                         *[alias(col("n", t), a) for t, a in zip(names, aliases)])
+        for k, (t, (_, _, cond)) in enumerate(zip(names, parts)):
+            scan = subquery(self._count_scan(cond, "n"), t)
+            if k == 0:
+                sel = sel.from_(scan, copy=False)
+                continue
+            seen = keys[0].copy() if k == 1 else exp.Coalesce(this=keys[0].copy(), expressions=[x.copy() for x in keys[1:k]])
+            sel.append("joins", exp.Join(this=scan, on=eq(keys[k].copy(), seen), side="FULL"))
+        return sel
+
+    def _count_scan(self, cond: exp.Expression | None, name: str) -> exp.Select:
+        """``SELECT item_id, n FROM item_counts`` narrowed to one count's rows: a label's (kind NULL), a kind's
+        (label NULL) or the item totals (both NULL). ``cond`` is ``a.label = 'x'``, ``a.kind = 'k'`` or None."""
+        on = cond.this.name if cond is not None else None
+        if on not in (None, "label", "kind"):
+            raise ValueError(f"item_counts holds label and kind counts, not {cond.sql()}")
+        where = [eq(col("dataset_id", "a"), self.dataset_id.copy())]
+        for column in ("label", "kind"):
+            where.append(cond.copy() if column == on else exp.Is(this=col(column, "a"), expression=exp.null()))
+        return exp.select(col("item_id", "a"), alias(col("n", "a"), name)).from_(
+            table("item_counts", "a"), copy=False).where(and_all(where), copy=False)
 
 
 def _agg(func: str, arg: exp.Expression | None) -> exp.Expression:

@@ -117,7 +117,7 @@ class Workspace:
                 f"DELETE FROM slice_objects WHERE slice_id IN {slices}",
                 "DELETE FROM slices WHERE dataset_id = $ds",
                 "DELETE FROM annotations WHERE dataset_id = $ds",
-                "DELETE FROM item_label_counts WHERE dataset_id = $ds",
+                "DELETE FROM item_counts WHERE dataset_id = $ds",
                 "DELETE FROM label_count_versions WHERE dataset_id = $ds",
                 "DELETE FROM item_metadata_values WHERE dataset_id = $ds",
                 "DELETE FROM item_value_state WHERE dataset_id = $ds",

@@ -1,8 +1,9 @@
-"""item_label_counts: the per-item GT counts behind ``annotations.*`` queries stay exactly the current rows.
+"""item_counts: the per-item GT counts behind ``annotations.*`` queries stay exactly the current rows.
 
 After every kind of label change (annotate, annotate(update=True), correct, delete, add, undo, undo of an
-undo, one-version apply_changes, dataset deletion) the table must equal a fresh GROUP BY of the current
-annotation rows, and queries answered from it must equal the same queries answered from ``annotations``.
+undo, one-version apply_changes, dataset deletion) the table must equal fresh per-item counts of the current
+annotation rows (per label, per kind and in total), and queries answered from it must equal the same
+queries answered from ``annotations``.
 """
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from queries import compile_query
 
 QUERIES = ["annotations.count > 2", "annotations.cat >= 2", "annotations.dog = 0", "annotations.cat + annotations.dog >= 3",
            "annotations.box.count >= 2", "annotations.polygon.count > 0 OR annotations.cow > 0",
-           "annotations.cat > annotations.dog ORDER BY annotations.count DESC LIMIT 3"]
+           "annotations.cat > annotations.dog ORDER BY annotations.count DESC LIMIT 3",
+           "annotations.cat + annotations.dog + annotations.cow + annotations.box.count - annotations.count = 2",
+           "annotations.count - annotations.box.count >= 1 ORDER BY annotations.cat DESC"]
 
 
 class _NoCounts(DuckDBCatalog):
@@ -26,15 +29,21 @@ class _NoCounts(DuckDBCatalog):
         return False
 
 
+_ORDER = " ORDER BY item_id, label NULLS LAST, kind NULLS LAST"
+
+
 def fresh(ws, ds_id):
-    return sorted(ws.store.con.execute(
-        """SELECT item_id, label, kind, count(*) FROM annotations WHERE dataset_id = ? AND valid_to IS NULL
-           GROUP BY ALL""", [ds_id]).fetchall())
+    """The rollup recounted independently: per item and label, per item and kind, per item."""
+    current = "FROM annotations WHERE dataset_id = $ds AND valid_to IS NULL"
+    return ws.store.con.execute(f"""
+        SELECT item_id, label, NULL AS kind, count(*) AS n {current} GROUP BY item_id, label
+        UNION ALL SELECT item_id, NULL, kind, count(*) {current} GROUP BY item_id, kind
+        UNION ALL SELECT item_id, NULL, NULL, count(*) {current} GROUP BY item_id""" + _ORDER, {"ds": ds_id}).fetchall()
 
 
 def kept(ws, ds_id):
-    return sorted(ws.store.con.execute("SELECT item_id, label, kind, n FROM item_label_counts WHERE dataset_id = ?",
-                                       [ds_id]).fetchall())
+    return ws.store.con.execute("SELECT item_id, label, kind, n FROM item_counts WHERE dataset_id = ?" + _ORDER,
+                                [ds_id]).fetchall()
 
 
 def check(ws, ds):
@@ -43,9 +52,9 @@ def check(ws, ds):
     assert DuckDBCatalog(ws.store, ds.id).label_counts()
     for q in QUERIES:
         fast = compile_for(ds, q, strict=False)
-        assert "item_label_counts" in fast.sql()
+        assert "item_counts" in fast.sql() and "GROUP BY" not in fast.sql(), q
         slow = compile_query(q, _NoCounts(ws.store, ds.id), strict=False)
-        assert "item_label_counts" not in slow.sql()
+        assert "item_counts" not in slow.sql()
         assert execute(ds, fast).to_pylist() == execute(ds, slow).to_pylist(), q
 
 
@@ -116,7 +125,7 @@ def test_datasets_are_counted_apart_and_deleted_with_their_counts(ws, ds):
     check(ws, ds)
     check(ws, other)
     ws.delete_dataset("other")
-    n = ws.store.con.execute("SELECT count(*) FROM item_label_counts WHERE dataset_id = ?", [other.id]).fetchone()[0]
+    n = ws.store.con.execute("SELECT count(*) FROM item_counts WHERE dataset_id = ?", [other.id]).fetchone()[0]
     assert n == 0
     check(ws, ds)
 
@@ -126,13 +135,13 @@ def test_rows_written_by_hand_are_not_trusted_until_recounted(ws, ds):
     assert ds.query("annotations.cat = 2").num_rows == 0
     ws.store.con.execute("INSERT INTO annotations SELECT * REPLACE (ann_key + 100 AS ann_key) FROM annotations")
     assert not DuckDBCatalog(ws.store, ds.id).label_counts()
-    assert "item_label_counts" not in compile_for(ds, "annotations.cat = 2").sql()
+    assert "item_counts" not in compile_for(ds, "annotations.cat = 2").sql()
     assert ds.query("annotations.cat = 2").num_rows == 1  # answered from annotations
     with ws.store.transaction():
         label_counts.rebuild(ws.store, ds.id)
     assert kept(ws, ds.id) == fresh(ws, ds.id)
     assert ds.query("annotations.cat = 2").num_rows == 1
-    assert "item_label_counts" in compile_for(ds, "annotations.cat = 2").sql()
+    assert "item_counts" in compile_for(ds, "annotations.cat = 2").sql()
 
 
 def test_older_workspace_gets_the_tables_and_read_only_ones_fall_back(tmp_path):
@@ -141,7 +150,7 @@ def test_older_workspace_gets_the_tables_and_read_only_ones_fall_back(tmp_path):
     d = ws.create_dataset("d")
     d.append([engine.DatasetItem("a.png", "a", width=10, height=10)], check_images=False)
     d.annotate([box("cat", "a", "1", x=0), box("cat", "a", "2", x=0), box("dog", "a", "3", x=0)])
-    ws.store.con.execute("DROP TABLE item_label_counts")
+    ws.store.con.execute("DROP TABLE item_counts")
     ws.store.con.execute("DROP TABLE label_count_versions")
     ws.close()
     ro = engine.connect(path, read_only=True)  # cannot add tables: queries read annotations
@@ -150,5 +159,87 @@ def test_older_workspace_gets_the_tables_and_read_only_ones_fall_back(tmp_path):
     ro.close()
     ws = engine.connect(path)  # writable: created and filled on open
     assert label_counts.present(ws.store)
+    check(ws, ws.get_dataset("d"))
+    ws.close()
+
+
+def test_workspace_with_the_replaced_per_label_table_is_migrated(tmp_path):
+    """A workspace written with item_label_counts (one row per item, label and kind, no rollup rows):
+    read-only opens answer from annotations, the first writable open fills item_counts and drops it."""
+    path = tmp_path / "old.duckdb"
+    ws = engine.connect(path)
+    d = ws.create_dataset("d")
+    d.append([engine.DatasetItem(f"{r}.png", r, width=10, height=10) for r in "ab"], check_images=False)
+    d.annotate([box("cat", "a", "1", x=0), box("cat", "a", "2", x=0), box("dog", "a", "3", x=0),
+                engine.PolygonAnnotation("cat", "b", "1", vertices=[(1, 1), (9, 1), (9, 9)])])
+    con = ws.store.con
+    con.execute("DROP TABLE item_counts")
+    con.execute("""CREATE TABLE item_label_counts (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
+                   label VARCHAR NOT NULL, kind VARCHAR NOT NULL, n BIGINT NOT NULL)""")
+    con.execute("""INSERT INTO item_label_counts SELECT dataset_id, item_id, label, kind, count(*) FROM annotations
+                   WHERE valid_to IS NULL GROUP BY ALL""")
+    ws.close()
+    expected = {"annotations.cat = 2 AND annotations.dog = 1": ["a"], "annotations.count = 3": ["a"],
+                "annotations.polygon.count = 1 AND annotations.cat = 1": ["b"], "annotations.box.count >= 1": ["a"]}
+
+    ro = engine.connect(path, read_only=True)
+    assert not label_counts.present(ro.store)
+    rd = ro.get_dataset("d")
+    assert not DuckDBCatalog(ro.store, rd.id).label_counts()
+    for q, refs in expected.items():
+        assert "item_counts" not in compile_for(rd, q).sql()
+        assert rd.query(q).column("reference_id").to_pylist() == refs, q
+    ro.close()
+
+    ws = engine.connect(path)
+    assert label_counts.present(ws.store) and not ws.store.has_tables(["item_label_counts"])
+    d = ws.get_dataset("d")
+    check(ws, d)
+    for q, refs in expected.items():
+        assert d.query(q).column("reference_id").to_pylist() == refs, q
+    ws.close()
+
+
+def test_a_label_named_like_a_kind_is_counted_apart_from_the_kind(ws, ds):
+    """Label rows and kind rows differ by which column is NULL, so a label "box" is not the kind box."""
+    poly = engine.PolygonAnnotation
+    ds.annotate([box("box", "a", "1"), box("box", "a", "2"), box("cat", "a", "3"),
+                 poly("box", "b", "1", vertices=[(1, 1), (9, 1), (9, 9)]), box("cat", "b", "2"),
+                 box("cat", "c", "1"), box("cat", "c", "2"), box("cat", "c", "3")])
+    check(ws, ds)
+    expected = {"annotations.box = 2": ["a"],                # the label
+                'annotations."box".count = 1': ["b"],        # the label, quoted
+                "annotations.box.count = 3": ["a", "c"],     # the kind
+                "annotations.box.count = 3 AND annotations.box = 0": ["c"],
+                "annotations.box.count = 1": ["b"],
+                "annotations.box + annotations.box.count = 5": ["a"],
+                "annotations.box > 0 AND annotations.polygon.count = 0": ["a"]}
+    for q, refs in expected.items():
+        assert "item_counts" in compile_for(ds, q).sql()
+        for answer in (ds.query(q), execute(ds, compile_query(q, _NoCounts(ws.store, ds.id)))):
+            assert answer.column("reference_id").to_pylist() == refs, q
+
+
+def test_workspace_an_older_loupe_opened_again_is_recounted(tmp_path):
+    """Both tables present: an older Loupe recreated item_label_counts and may have changed labels, keeping
+    label_count_versions but not item_counts. Its counts are not trusted; a writable open recounts them."""
+    path = tmp_path / "both.duckdb"
+    ws = engine.connect(path)
+    d = ws.create_dataset("d")
+    d.append([engine.DatasetItem("a.png", "a", width=10, height=10)], check_images=False)
+    d.annotate([box("cat", "a", "1", x=0), box("dog", "a", "2", x=0)])
+    con = ws.store.con
+    con.execute("""CREATE TABLE item_label_counts (dataset_id INTEGER NOT NULL, item_id BIGINT NOT NULL,
+                   label VARCHAR NOT NULL, kind VARCHAR NOT NULL, n BIGINT NOT NULL)""")
+    con.execute("DELETE FROM item_counts WHERE label = 'dog'")  # what that Loupe's relabel would have missed
+    ws.close()
+
+    ro = engine.connect(path, read_only=True)
+    assert not label_counts.present(ro.store)
+    assert ro.get_dataset("d").query("annotations.dog = 1").num_rows == 1
+    ro.close()
+
+    ws = engine.connect(path)
+    assert label_counts.present(ws.store) and not ws.store.has_tables(["item_label_counts"])
     check(ws, ws.get_dataset("d"))
     ws.close()
