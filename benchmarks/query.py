@@ -26,7 +26,7 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: E402
-from engine import item_values, label_counts, query_catalog  # noqa: E402
+from engine import item_values, label_counts, match_counts, query_catalog  # noqa: E402
 from engine.query_catalog import DuckDBCatalog  # noqa: E402
 from queries import compile_query  # noqa: E402
 
@@ -120,6 +120,7 @@ def build(ws: "engine.Workspace", n_items: int, per_item: float, seed: int = 0) 
         con.register("__b_m", t)
         con.execute("INSERT INTO matches SELECT 1, 0.5, source, ann_key, pred_key, item_id, iou, iou, "
                     "coalesce(ann_key, pred_key), status, error_type FROM __b_m")
+    match_counts.rebuild(ws.store, ds.id)  # what commit writes in its transaction
     con.execute("CHECKPOINT")
     ds.create_slice("test", reference_ids=[f"img{i:06d}" for i in ids[::5]])
 

@@ -1,4 +1,4 @@
-"""Derived query tables (per-item GT counts, pre-extracted item metadata): rebuild after raw SQL writes.
+"""Derived query tables (per-item GT and match counts, pre-extracted item metadata): rebuild after raw SQL writes.
 
 The API keeps them in step inside its own transactions; raw SQL through ``Workspace.sql`` cannot, so it
 marks the store stale and the next DSL query rebuilds them here (or, read-only, reads the base tables).
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import item_values, label_counts
+from . import item_values, label_counts, match_counts
 
 if TYPE_CHECKING:
     from .store import Store
@@ -17,13 +17,14 @@ def refresh_if_stale(store: "Store") -> None:
     """Rebuild every dataset's derived rows when raw SQL may have written since they were kept."""
     if not getattr(store, "derived_stale", False) or store.read_only:
         return
-    if not (label_counts.present(store) and item_values.present(store)):
+    if not (label_counts.present(store) and item_values.present(store) and match_counts.present(store)):
         return
     try:
         with store.transaction() as con:
             for (ds,) in con.execute("SELECT dataset_id FROM datasets").fetchall():
                 label_counts.rebuild(store, int(ds))
                 item_values.rebuild(store, int(ds))
+                match_counts.rebuild(store, int(ds))
     except Exception:  # e.g. the user's raw SQL left a transaction open: keep reading the base tables
         return
     store.derived_stale = False

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import weakref
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
-from . import item_values, label_counts
+from . import item_values, label_counts, match_counts
 from .store import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
@@ -98,6 +99,18 @@ class DuckDBCatalog(Catalog):
         t = self._version()
         return t if len(t) > 17 else None
 
+    def _match_counts_allowed(self) -> bool:
+        """May queries read item_match_counts at all (each run's RunInfo.match_counts says if its rows are current)."""
+        if not self.derived or getattr(self.store, "derived_stale", False):
+            return False
+        return self._has_match_tables()
+
+    def _has_match_tables(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "match_tables" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["match_tables"] = match_counts.present(self.store)
+        return cache["match_tables"]
+
     def label_counts(self) -> bool:
         """True when ``item_counts`` holds the dataset's current per-item GT counts: kept at the current
         label version, over the annotations rows there are now (rows added or removed by hand show)."""
@@ -161,7 +174,10 @@ class DuckDBCatalog(Catalog):
         return MetadataSchema.from_structures(r[0] for r in rows)
 
     def runs(self) -> Mapping[str, RunInfo]:
-        return self._get("runs", self._load_runs)
+        runs = self._get("runs", self._load_runs)
+        if any(r.match_counts for r in runs.values()) and not self._match_counts_allowed():
+            runs = {n: replace(r, match_counts=False) for n, r in runs.items()}  # base tables only
+        return runs
 
     def _load_runs(self) -> dict[str, RunInfo]:
         rows = self.store.con.execute(
@@ -169,8 +185,20 @@ class DuckDBCatalog(Catalog):
                       (SELECT list(DISTINCT m.iou_threshold) FROM matches m WHERE m.run_id = r.run_id)
                FROM runs r JOIN datasets d USING (dataset_id) WHERE r.dataset_id = $ds ORDER BY r.run_id""",
             {"ds": self.dataset_id}).fetchall()
-        return {name: RunInfo(name, int(run_id), _threshold(params, thresholds), bool(current))
+        counted = self._counted_runs() if self._has_match_tables() else set()
+        return {name: RunInfo(name, int(run_id), _threshold(params, thresholds), bool(current), run_id in counted)
                 for name, run_id, params, current, thresholds in rows}
+
+    def _counted_runs(self) -> set[int]:
+        """Runs whose item_match_counts were written over the matches rows they have now (the row count
+        match_counts.py recorded is the current one). One count per run: with the run id a constant, DuckDB
+        answers from row-group statistics (~0.5 ms), where a correlated count scans every matches row."""
+        con = self.store.con
+        state = con.execute("""SELECT run_id, n_rows FROM match_count_state
+                               WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds)""",
+                            {"ds": self.dataset_id}).fetchall()
+        return {int(run_id) for run_id, n in state
+                if con.execute("SELECT count(*) FROM matches WHERE run_id = $run", {"run": run_id}).fetchone()[0] == n}
 
     def slices(self) -> Mapping[str, SliceInfo]:
         return self._get("slices", self._load_slices)

@@ -147,6 +147,22 @@ CREATE TABLE matches (
     error_type    VARCHAR                      -- TIDE type for fp / fn rows
 );
 
+-- Derived: per run, IoU threshold and item, the counts `predictions.tp / fp / fn` read (prediction tp / fp and
+-- GT fn matches rows), for all labels (label NULL) and per label (of the GT row or the prediction). Written
+-- by commit with the matches rows (engine/match_counts.py); the state row holds the run's matches row count
+-- when they were written, so a reader can tell when they lag and count `matches` instead.
+CREATE TABLE item_match_counts (
+    run_id        INTEGER NOT NULL,
+    iou_threshold DOUBLE NOT NULL,
+    item_id       BIGINT NOT NULL,
+    source        VARCHAR NOT NULL,
+    status        VARCHAR NOT NULL,
+    label         VARCHAR,                     -- NULL: every label
+    n             BIGINT NOT NULL
+);
+
+CREATE TABLE match_count_state (run_id INTEGER NOT NULL, n_rows BIGINT NOT NULL);
+
 -- Cached COCO evaluation of the last commit (metrics() without a subset reads it).
 CREATE TABLE evaluations (
     run_id         INTEGER NOT NULL,

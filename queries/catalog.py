@@ -111,6 +111,7 @@ class RunInfo:
     run_id: int | None
     iou_threshold: float | None = None
     labels_current: bool = False  # committed against the dataset's current label version
+    match_counts: bool = False  # item_match_counts holds the per-item tp / fp / fn of its current matches rows
 
     @property
     def committed(self) -> bool:

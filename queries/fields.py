@@ -37,6 +37,8 @@ PREDICTION_AGGREGATES: dict[str, tuple[str, str]] = {
     "min_iou": ("matches", "worst IoU of a true-positive prediction on the item"),
 }
 LABEL_STATS = ("count", "tp", "fp", "fn")  # predictions.<label>.<stat>
+# the counts among them read from `matches`: stat -> (matches.source, matches.status) of the rows counted
+MATCH_COUNTS: dict[str, tuple[str, str]] = {"tp": ("prediction", "tp"), "fp": ("prediction", "fp"), "fn": ("gt", "fn")}
 
 # bare item-level names that stand for predictions.<name> (need a run)
 ITEM_ALIASES = ("max_iou", "min_iou", "max_confidence", "min_confidence", "avg_confidence")

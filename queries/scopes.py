@@ -13,8 +13,8 @@ from sqlglot import exp
 
 from .catalog import BOOLEAN, NUMBER, STRING, Catalog, RunInfo, SliceInfo
 from .errors import DSLNameError, unknown
-from .fields import (ANNOTATION_AGGREGATES, ITEM_ALIASES, ITEM_COLUMNS, KINDS, LABEL_STATS, OBJECT_FIELDS,
-                     PREDICTION_AGGREGATES, item_field_names, object_field_names)
+from .fields import (ANNOTATION_AGGREGATES, ITEM_ALIASES, ITEM_COLUMNS, KINDS, LABEL_STATS, MATCH_COUNTS,
+                     OBJECT_FIELDS, PREDICTION_AGGREGATES, item_field_names, object_field_names)
 from .metadata import MetaRef, resolve as resolve_metadata
 from .sqlbuild import Aggregates, col, in_subquery, inner_join, table
 from .values import ALL, Pos, Val, literal, typed_null
@@ -156,9 +156,8 @@ class ItemScope:
         self.ctx.label(first, pos)
         return self._count("ann", None, eq_(col("label", "a"), first), full, pos)
 
-    def _count(self, kind: str, run: RunInfo | None, cond: exp.Expression | None, full: str, pos: Pos,
-               joins: tuple[str, ...] = ()) -> Val:
-        name, value = self.ctx.aggs.add(kind, run, "count", cond=cond, joins=joins)
+    def _count(self, kind: str, run: RunInfo | None, cond: exp.Expression | None, full: str, pos: Pos) -> Val:
+        name, value = self.ctx.aggs.add(kind, run, "count", cond=cond)
         self._cte(name)
         return Val(value, NUMBER, name=full, pos=pos)
 
@@ -196,21 +195,13 @@ class ItemScope:
             self._cte(name)
             return Val(value, NUMBER, name=full, pos=pos)
         self.ctx.committed(run, full, pos)
-        m_source = "gt" if stat == "fn" else "prediction"
-        status = "tp" if stat.endswith("_iou") else stat
-        conds = [eq_(col("source", "m"), m_source), eq_(col("status", "m"), status)]
-        joins: tuple[str, ...] = ()
-        if label is not None:
-            side = "a" if m_source == "gt" else "p"
-            conds.append(eq_(col("label", side), label))
-            joins = (side,)
-        cond = exp.and_(*conds, copy=False)
-        if stat.endswith("_iou"):
-            name, value = self.ctx.aggs.add("match", run, stat.split("_", 1)[0], col("iou", "m"), cond=cond,
-                                            joins=joins)
-            self._cte(name)
-            return Val(value, NUMBER, name=full, pos=pos)
-        return self._count("match", run, cond, full, pos, joins=joins)
+        if stat in MATCH_COUNTS:  # tp / fp / fn: a count of the run's matches rows
+            name, value = self.ctx.aggs.match_count(run, *MATCH_COUNTS[stat], label)
+        else:  # max_iou / min_iou: of the true-positive predictions
+            cond = exp.and_(eq_(col("source", "m"), "prediction"), eq_(col("status", "m"), "tp"), copy=False)
+            name, value = self.ctx.aggs.add("match", run, stat.split("_", 1)[0], col("iou", "m"), cond=cond)
+        self._cte(name)
+        return Val(value, NUMBER, name=full, pos=pos)
 
     # -- slice("name") --------------------------------------------------------------------------
     def slice_member(self, info: SliceInfo, pos: Pos) -> Val:

@@ -110,6 +110,8 @@ class Workspace:
             slices = "(SELECT slice_id FROM slices WHERE dataset_id = $ds)"
             for stmt in (
                 f"DELETE FROM matches WHERE run_id IN {runs}",
+                f"DELETE FROM item_match_counts WHERE run_id IN {runs}",
+                f"DELETE FROM match_count_state WHERE run_id IN {runs}",
                 f"DELETE FROM evaluations WHERE run_id IN {runs}",
                 f"DELETE FROM predictions WHERE run_id IN {runs}",
                 "DELETE FROM runs WHERE dataset_id = $ds",

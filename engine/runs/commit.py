@@ -19,15 +19,17 @@ from typing import Any, Iterable
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from udfs.matching import GreedyResult, greedy_match, hungarian_match
 
+from .. import match_counts
 from ..errors import LoupeError
 from ..store import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
-from .inputs import EvalInputs, Pairs, gather
+from .inputs import EvalInputs, Pairs, Side, gather
 
 BG_IOU = 0.1
 METHODS = ("coco", "hungarian")
@@ -78,7 +80,7 @@ def commit_run(
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
         rows.d_status[res.dt_dropped] = 3
         rows.d_err[res.dt_dropped] = 6
-    table = _matches_table(run_id, inp, rows, thr)
+    table = _matches_table(run_id, inp, rows, thr, class_agnostic)
     params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
               "method": method, "iou_type": iou_type, "label_version": label_version}
@@ -88,7 +90,8 @@ def commit_run(
     try:
         with store.transaction():
             con.execute("DELETE FROM matches WHERE run_id = ?", [run_id])
-            con.execute("INSERT INTO matches SELECT * FROM __new_matches")
+            con.execute("INSERT INTO matches SELECT * EXCLUDE (label) FROM __new_matches")
+            match_counts.write_committed(store, run_id, "__new_matches")
             con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?::JSON, ?::JSON, now()::TIMESTAMP)",
@@ -271,7 +274,15 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
             (gm, gt_partner_iou, g_best, g_arg, g_status, g_err))
 
 
-def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float) -> pa.Table:
+def _labels(side: Side, inp: EvalInputs, class_agnostic: bool) -> pa.Array:
+    """Each object's own label, dictionary-encoded (from the category codes unless matching ignored labels)."""
+    if class_agnostic:
+        return pc.dictionary_encode(pa.array(side.label, pa.string()))
+    return pa.DictionaryArray.from_arrays(pa.array(side.cat, pa.int32()), pa.array(inp.labels, pa.string()))
+
+
+def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float, class_agnostic: bool) -> pa.Table:
+    """The ``matches`` rows, plus each object's ``label`` (for ``item_match_counts``; not stored in matches)."""
     d, g = inp.dt, inp.gt
     nd, ng = len(d), len(g)
 
@@ -294,6 +305,7 @@ def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float) -> 
         "best_iou_key": keys(g.key, r.d_arg),
         "status": _dict(r.d_status, _STATUS),
         "error_type": _dict(r.d_err, _ERRORS),
+        "label": _labels(d, inp, class_agnostic),
     })
     gt_rows = pa.table({
         "run_id": pa.array(np.full(ng, run_id, np.int32)),
@@ -307,6 +319,7 @@ def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float) -> 
         "best_iou_key": keys(d.key, r.g_arg),
         "status": _dict(r.g_status, _STATUS),
         "error_type": _dict(r.g_err, _ERRORS),
+        "label": _labels(g, inp, class_agnostic),
     })
     return pa.concat_tables([pred_rows, gt_rows])
 

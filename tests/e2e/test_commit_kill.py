@@ -45,3 +45,6 @@ def test_kill_during_commit_then_reopen(tmp_path):
             params = json.loads(ws.sql("SELECT params::VARCHAR AS p FROM runs").column("p")[0].as_py())
             assert params["iou_threshold"] == rows[0]["iou_threshold"]
             assert ws.sql("SELECT count(*) AS n FROM evaluations").column("n")[0].as_py() == 1
+            state = ws.sql("SELECT n_rows FROM match_count_state").column("n_rows").to_pylist()
+            thr = ws.sql("SELECT DISTINCT iou_threshold FROM item_match_counts").column("iou_threshold").to_pylist()
+            assert state == [n_objects] and thr == [rows[0]["iou_threshold"]]  # the counts of that same index
