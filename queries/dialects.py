@@ -7,6 +7,8 @@ unambiguously (``$."a.b"`` style paths cannot express some keys).
 from __future__ import annotations
 
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
+from sqlglot.generators.duckdb import DuckDBGenerator
 
 DIALECTS = ("duckdb", "spark", "trino", "postgres")
 
@@ -21,10 +23,23 @@ def _pointer(path: exp.JSONPath) -> str:
     return "/" + "/".join(parts) if parts else ""
 
 
-def _duckdb_json(node: exp.Expression) -> exp.Expression:
+def _json_sql(gen: "DuckDBGenerator", node: exp.Expression) -> str:
     """JSONExtract[Scalar](col, JSONPath) -> json_extract[_string](col, '/json/pointer')."""
+    if not isinstance(node.expression, exp.JSONPath):
+        fallback = DuckDBGenerator.TRANSFORMS.get(type(node))
+        return fallback(gen, node) if fallback else getattr(DuckDBGenerator, f"{node.key}_sql")(gen, node)
     name = "json_extract_string" if isinstance(node, exp.JSONExtractScalar) else "json_extract"
-    return exp.Anonymous(this=name, expressions=[node.this.copy(), exp.Literal.string(_pointer(node.expression))])
+    return gen.func(name, node.this, exp.Literal.string(_pointer(node.expression)))
+
+
+class _LoupeDuckDBGenerator(DuckDBGenerator):
+    TRANSFORMS = {**DuckDBGenerator.TRANSFORMS, exp.JSONExtract: _json_sql, exp.JSONExtractScalar: _json_sql}
+
+
+class LoupeDuckDB(DuckDB):
+    """DuckDB with JSON paths written as RFC 6901 pointers (one generation pass, no tree rewrite)."""
+
+    generator_class = _LoupeDuckDBGenerator
 
 
 def to_sql(expression: exp.Expression, dialect: str = "duckdb", pretty: bool = False) -> str:
@@ -37,20 +52,4 @@ def to_sql(expression: exp.Expression, dialect: str = "duckdb", pretty: bool = F
         raise ValueError(f"unknown dialect '{dialect}'; one of {', '.join(DIALECTS)}")
     if dialect != "duckdb":
         return expression.sql(dialect=dialect, pretty=pretty)
-    # swap JSON nodes for DuckDB calls in place, generate without sqlglot's defensive deep copy, swap back
-    nodes = [n for n in expression.find_all(exp.JSONExtract, exp.JSONExtractScalar)
-             if isinstance(n.expression, exp.JSONPath)]
-    swaps = []
-    for n in nodes:
-        new = _duckdb_json(n)
-        if n is expression:
-            expression = new
-        else:
-            n.replace(new)
-        swaps.append((new, n))
-    try:
-        return expression.sql(dialect="duckdb", pretty=pretty, copy=False)
-    finally:
-        for new, old in reversed(swaps):
-            if new.parent is not None:
-                new.replace(old)
+    return expression.sql(dialect=LoupeDuckDB, pretty=pretty, copy=False)  # generation does not modify the tree

@@ -22,13 +22,20 @@ from .metadata import LOOKUP_TYPES
 
 # -- small constructors -------------------------------------------------------------------------
 def col(name: str, table: str | None = None) -> exp.Column:
-    return exp.column(name, table=table)
+    """A column of our own (name and alias are Loupe's constants: plain identifiers, never user text)."""
+    if table is None:
+        return exp.Column(this=_ident(name))
+    return exp.Column(this=_ident(name), table=_ident(table))
+
+
+def _ident(name: str) -> exp.Identifier:
+    return exp.Identifier(this=name, quoted=False)  # our own constant names only
 
 
 def table(name: str, alias: str | None = None) -> exp.Expression:
-    t = exp.Table(this=exp.to_identifier(name))
+    t = exp.Table(this=_ident(name))
     if alias is not None and alias != name:
-        t.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
+        t.set("alias", exp.TableAlias(this=_ident(alias)))
     return t
 
 
@@ -51,7 +58,7 @@ def placeholder_or(value: Any, name: str) -> exp.Expression:
 
 
 def alias(e: exp.Expression, name: str) -> exp.Alias:
-    return exp.Alias(this=e, alias=exp.to_identifier(name))
+    return exp.Alias(this=e, alias=_ident(name))
 
 
 def in_subquery(e: exp.Expression, select: exp.Expression) -> exp.In:
@@ -391,13 +398,19 @@ class Side:
         """Phase 1 reads the matches row anyway: it hands the match columns on, so phase 2 need not join it."""
         return self.match_on is not None and (self.driver == "matches" or self.uses_matches)
 
+    def _match_column(self, name: str) -> exp.Expression:
+        """A fresh ``m`` column for a carried match column (cheaper than copying ``columns[name]``)."""
+        if name == "partner_key":
+            return col("pred_key" if self.side == "gt" else "ann_key", "m")
+        return col(name, "m")
+
     def hits(self) -> exp.Select:
         """Phase 1: source, item_id, ann_key, pred_key, sort keys (and the match columns, or typed NULLs
         when this side does not read matches here) of the matching objects."""
         t = "m" if self.driver == "matches" else self.alias
         proj = [alias(exp.convert(self.side), "source"), alias(col("item_id", t), "item_id")] + self._keys(t)
         proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
-        proj += [alias(self.columns[c].copy() if self.carries else cast(exp.null(), typ), f"__m_{c}")
+        proj += [alias(self._match_column(c) if self.carries else cast(exp.null(), typ), f"__m_{c}")
                  for c, typ in CARRIED.items()]
         if self.driver == "matches":
             sel = exp.select(*proj).from_(table("matches", "m"), copy=False)
