@@ -17,6 +17,8 @@ def refresh_if_stale(store: "Store") -> None:
     """Rebuild every dataset's derived rows when raw SQL may have written since they were kept."""
     if not getattr(store, "derived_stale", False) or store.read_only:
         return
+    if store.in_sql_transaction():  # the user's own transaction: read the base tables until it ends
+        return
     if not (label_counts.present(store) and item_values.present(store) and match_counts.present(store)):
         return
     try:

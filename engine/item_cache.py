@@ -7,7 +7,8 @@ and no wide row is sorted); the rows (the ``ds.items()`` columns) are then taken
 The copy is kept per store and dataset and is valid for one store ``generation`` (every write through the
 store moves it, so any write drops the copy). It is built on the second item query of a generation, so a
 write-query-write loop never pays for it, and only kept up to ``MAX_BYTES``; otherwise results come from
-the plain SQL as before. Both paths return the same table (tests/unit/test_item_cache.py).
+the plain SQL as before (also while a transaction is open: its rows are its connection's alone). Both
+paths return the same table (tests/unit/test_item_cache.py).
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ _LOCK = threading.Lock()
 
 def rows_for(store: "Store", dataset_id: int) -> "_Entry | None":
     """The dataset's row copy for the current generation, or None when queries should read rows with SQL."""
-    if MAX_BYTES <= 0:
+    if MAX_BYTES <= 0 or not store.caching:
         return None
     generation = store.generation
     with _LOCK:

@@ -58,7 +58,7 @@ class DuckDBCatalog(Catalog):
         """The version token; read once per store generation (every write through the store bumps it)."""
         if self._token is None:
             cache = _CACHE.setdefault(self.store, {})
-            generation = getattr(self.store, "generation", None)
+            generation = getattr(self.store, "generation", None) if self._shared() else None
             hit = cache.get((self.dataset_id, "token"))
             if hit is not None and hit[0] == generation and generation is not None and not self._fresh:
                 self._token = hit[1]
@@ -68,7 +68,8 @@ class DuckDBCatalog(Catalog):
                 sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
             row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (generation,)
-            cache[(self.dataset_id, "token")] = (generation, self._token)
+            if generation is not None:
+                cache[(self.dataset_id, "token")] = (generation, self._token)
         return self._token
 
     def _get(self, part: str, load) -> Any:
@@ -78,14 +79,19 @@ class DuckDBCatalog(Catalog):
         key = (self.dataset_id, part)
         version = self._version()
         hit = cache.get(key)
-        if hit is not None and hit[0] == version and not self._fresh:
+        if hit is not None and hit[0] == version and not self._fresh and self._shared():
             self._served_cached = True
             value = hit[1]
         else:
             value = load()
-            cache[key] = (version, value)
+            if self._shared():
+                cache[key] = (version, value)
         self._memo[part] = value
         return value
+
+    def _shared(self) -> bool:
+        """May answers be shared through the store-wide cache (no transaction open: see Store.caching)?"""
+        return getattr(self.store, "caching", True)
 
     def _has_derived_tables(self) -> bool:
         cache = _CACHE.setdefault(self.store, {})
@@ -125,7 +131,7 @@ class DuckDBCatalog(Catalog):
     def compiled(self, key: tuple) -> Any:
         """A query compiled earlier under the same catalog version (every name it read is unchanged)."""
         lru = _CACHE.setdefault(self.store, {}).get((self.dataset_id, "compiled"))
-        if lru is None or self._fresh:
+        if lru is None or self._fresh or not self._shared():
             return None
         hit = lru.get(key)
         if hit is None or hit[0] != self._version():
@@ -134,6 +140,8 @@ class DuckDBCatalog(Catalog):
         return hit[1]
 
     def remember(self, key: tuple, compiled: Any) -> None:
+        if not self._shared():
+            return
         lru = _CACHE.setdefault(self.store, {}).setdefault((self.dataset_id, "compiled"), OrderedDict())
         lru[key] = (self._version(), compiled)
         while len(lru) > _COMPILED_MAX:

@@ -32,7 +32,7 @@ def _sql_statements(text: str) -> list[str]:
 
 
 _READ_HEADS = frozenset({"select", "from", "explain", "describe", "show", "summarize", "values", "table",
-                         "pragma", "set", "reset", "begin", "start", "call"})
+                         "pragma", "set", "reset", "call"})  # BEGIN counts: the store tracks open transactions
 _HEAD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*([A-Za-z]+)", re.S)
 _WRITE_WORD = re.compile(r"\b(insert|update|delete|merge|copy|create|drop|alter)\b", re.I)
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
@@ -65,7 +65,7 @@ class _Connection:
     _FINISH_FIRST = frozenset({"sql", "query", "register", "unregister", "from_arrow", "table", "view",
                                "begin", "commit", "rollback", "create_function", "remove_function"})
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[], None] | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any], None] | None = None):
         self._con = con
         self._on_write = on_write
 
@@ -77,7 +77,7 @@ class _Connection:
 
     def _seen(self, sql: Any) -> None:
         if self._on_write is not None and may_write(sql):
-            self._on_write()
+            self._on_write(sql)
 
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
         self._seen(query)
@@ -126,13 +126,27 @@ class Store:
         self._write_lock = threading.RLock()
         self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
         self.generation = 0  # bumped by every write statement and every commit; caches key on it
+        self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
+        self._open_transactions = 0  # the store's own transactions in progress (any thread)
         self._local.cur = self._con
         self._ensure_schema()
         self._register_udfs(self._con)
 
     # -- connection -------------------------------------------------------------------------
-    def _wrote(self) -> None:
+    def _wrote(self, sql: Any) -> None:
         self.generation += 1
+        m = _HEAD.match(sql) if isinstance(sql, str) else None
+        head = m.group(1).lower() if m else ""
+        if head in ("begin", "start"):  # the store's own BEGIN bypasses this: a transaction opened with SQL
+            self.sql_transactions += 1
+        elif head in ("commit", "end", "rollback", "abort") and self.sql_transactions:
+            self.sql_transactions -= 1
+
+    @property
+    def caching(self) -> bool:
+        """Whether version-keyed caches may be used: not while a transaction is open (its uncommitted rows
+        are visible to its own connection only, and a rollback brings old rows back)."""
+        return self.sql_transactions == 0 and self._open_transactions == 0
 
     @property
     def con(self) -> "_Connection":
@@ -198,18 +212,33 @@ class Store:
             if getattr(self._local, "in_tx", False):  # nested: join the outer transaction
                 yield con
                 return
-            con.execute("BEGIN TRANSACTION")
+            if self.in_sql_transaction():  # our BEGIN would fail and DuckDB would abort the user's work
+                raise LoupeError("a transaction opened with SQL (BEGIN) is still open on this workspace; "
+                                 "COMMIT or ROLLBACK it before this operation")
+            con._con.execute("BEGIN TRANSACTION")  # not seen as a user's BEGIN
             self._local.in_tx = True
+            self._open_transactions += 1
             try:
                 yield con
             except BaseException:
                 with contextlib.suppress(Exception):
-                    con.execute("ROLLBACK")
+                    con._con.execute("ROLLBACK")
+                self.generation += 1  # caches built inside the transaction saw rows that are gone
                 raise
             finally:
                 self._local.in_tx = False
-            con.execute("COMMIT")
+                self._open_transactions -= 1
+            con._con.execute("COMMIT")
             self.generation += 1
+
+    def in_sql_transaction(self) -> bool:
+        """Whether this thread's connection is inside a transaction opened with SQL (``ws.sql("BEGIN")``,
+        the console): two statements then share one transaction id, in autocommit mode they do not."""
+        if getattr(self._local, "in_tx", False):
+            return False
+        con = self.con
+        first = con.execute("SELECT txid_current()").fetchall()[0][0]
+        return first == con.execute("SELECT txid_current()").fetchall()[0][0]
 
     def has_tables(self, names: Sequence[str]) -> bool:
         """Whether every named table exists (derived tables may be missing in older workspaces)."""
