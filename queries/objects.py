@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from .fields import OBJECT_FIELDS
 from .scopes import OBJ, Context, ObjectScope
 from .sqlbuild import Side, cast, col, in_subquery, run_id_expr, table, threshold_expr
 
@@ -28,8 +27,6 @@ def build_side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Express
     target = "m" if driver == "matches" else t
     where = None if where is None else retarget(where, target)
     sort = [retarget(e, target) for e in sort]
-    cols = {name: scope.column(name, track=False).sql for name in OBJECT_FIELDS if name != "reference_id"}
-    null_key = cast(exp.null(), "BIGINT")
     match_on = None
     if scope.matched:
         key = "ann_key" if gt else "pred_key"
@@ -38,8 +35,13 @@ def build_side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Express
             exp.EQ(this=col("iou_threshold", "m"), expression=threshold_expr(run)),
             exp.EQ(this=col("source", "m"), expression=exp.convert(scope.side)),
             exp.EQ(this=col(key, "m"), expression=col(key, t)), copy=False)
-    cols["partner_key"] = col("pred_key" if gt else "ann_key", "m") if match_on is not None else null_key
-    cols["metadata"] = cast(col("metadata", t), "VARCHAR")
+
+    def column(name: str) -> exp.Expression:  # built only for the columns a query prints
+        if name == "partner_key":
+            return col("pred_key" if gt else "ann_key", "m") if match_on is not None else cast(exp.null(), "BIGINT")
+        if name == "metadata":
+            return cast(col("metadata", t), "VARCHAR")
+        return scope.column(name, track=False).sql
     if gt:
         base = [exp.EQ(this=col("dataset_id", t), expression=ctx.aggs.dataset_id.copy()),
                 exp.Is(this=col("valid_to", t), expression=exp.null())]
@@ -54,7 +56,7 @@ def build_side(scope: ObjectScope, ctx: Context, driver: str, where: exp.Express
             current = exp.select(col("ann_key", "a")).from_(table("annotations", "a"), copy=False).where(
                 exp.and_(*[b.copy() for b in base], copy=False), copy=False)
             mconds.append(in_subquery(col("ann_key", "m"), current))
-    return Side(scope.side, t, driver, where, sort, cols, base, match_on, mconds, _reads_items(scope, where, sort),
+    return Side(scope.side, t, driver, where, sort, column, base, match_on, mconds, _reads_items(scope, where, sort),
                 scope.uses_matches, list(scope.item.used_ctes))
 
 

@@ -12,7 +12,7 @@ Shapes:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from sqlglot import exp
 
@@ -59,6 +59,15 @@ def placeholder_or(value: Any, name: str) -> exp.Expression:
 
 def alias(e: exp.Expression, name: str) -> exp.Alias:
     return exp.Alias(this=e, alias=_ident(name))
+
+
+def output(e: exp.Expression, name: str, first: bool = True) -> exp.Expression:
+    """A union branch's output column ``name``: only the first branch names its columns (UNION ALL pairs
+    them by position) and a plain column already called ``name`` needs no alias (a smaller tree to build
+    and print)."""
+    if not first or (type(e) is exp.Column and e.name == name):
+        return e
+    return alias(e, name)
 
 
 def in_subquery(e: exp.Expression, select: exp.Expression) -> exp.In:
@@ -376,7 +385,7 @@ class Side:
     driver: str
     where: exp.Expression | None
     sort: list[exp.Expression]
-    columns: dict[str, exp.Expression]
+    column: Callable[[str], exp.Expression]  # an output column's expression, built when asked for
     base_conds: list[exp.Expression]
     match_on: exp.Expression | None
     match_conds: list[exp.Expression]
@@ -388,10 +397,11 @@ class Side:
     def key(self) -> str:
         return "ann_key" if self.side == "gt" else "pred_key"
 
-    def _keys(self, t: str) -> list[exp.Expression]:
+    def _keys(self, t: str, first: bool) -> list[exp.Expression]:
         null = cast(exp.null(), "BIGINT")
         gt = self.side == "gt"
-        return [alias(col("ann_key", t) if gt else null, "ann_key"), alias(null.copy() if gt else col("pred_key", t), "pred_key")]
+        return [output(col("ann_key", t) if gt else null, "ann_key", first),
+                output(null.copy() if gt else col("pred_key", t), "pred_key", first)]
 
     @property
     def carries(self) -> bool:
@@ -399,18 +409,20 @@ class Side:
         return self.match_on is not None and (self.driver == "matches" or self.uses_matches)
 
     def _match_column(self, name: str) -> exp.Expression:
-        """A fresh ``m`` column for a carried match column (cheaper than copying ``columns[name]``)."""
+        """A fresh ``m`` column for a carried match column."""
         if name == "partner_key":
             return col("pred_key" if self.side == "gt" else "ann_key", "m")
         return col(name, "m")
 
-    def hits(self) -> exp.Select:
+    def hits(self, first: bool = True) -> exp.Select:
         """Phase 1: source, item_id, ann_key, pred_key, sort keys (and the match columns, or typed NULLs
-        when this side does not read matches here) of the matching objects."""
+        when this side does not read matches here) of the matching objects (``first``: the union's first
+        branch, which names the columns)."""
         t = "m" if self.driver == "matches" else self.alias
-        proj = [alias(exp.convert(self.side), "source"), alias(col("item_id", t), "item_id")] + self._keys(t)
-        proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
-        proj += [alias(self._match_column(c) if self.carries else cast(exp.null(), typ), f"__m_{c}")
+        proj = [output(exp.convert(self.side), "source", first), output(col("item_id", t), "item_id", first)]
+        proj += self._keys(t, first)
+        proj += [output(e, f"__s{k}", first) for k, e in enumerate(self.sort)]
+        proj += [output(self._match_column(c) if self.carries else cast(exp.null(), typ), f"__m_{c}", first)
                  for c, typ in CARRIED.items()]
         if self.driver == "matches":
             sel = exp.select(*proj).from_(table("matches", "m"), copy=False)
@@ -422,18 +434,18 @@ class Side:
                 sel = left_join(sel, table("matches", "m"), self.match_on.copy())
         return self._finish(sel, t, conds)
 
-    def rows(self, hits: str | None = None) -> exp.Select:
+    def rows(self, hits: str | None = None, first: bool = True) -> exp.Select:
         """Every output column: of the filtered rows (one phase) or of the hits' rows (phase 2)."""
-        proj = [alias(self.columns[c], c) for c in ROW_COLUMNS]  # rows() runs once per side
+        carried = hits is not None and self.carries
+        proj = [output(col(f"__m_{c}", "h") if carried and c in CARRIED else self.column(c), c, first)
+                for c in ROW_COLUMNS]
         if hits is None:
-            proj += [alias(col("item_id", self.alias), "item_id")] + self._keys(self.alias)
-            proj += [alias(e, f"__s{k}") for k, e in enumerate(self.sort)]
+            proj += [output(col("item_id", self.alias), "item_id", first)] + self._keys(self.alias, first)
+            proj += [output(e, f"__s{k}", first) for k, e in enumerate(self.sort)]
             sel = exp.select(*proj).from_(table(_BASE[self.side], self.alias), copy=False)
         else:
-            if self.carries:
-                proj = [alias(col(f"__m_{c}", "h"), c) if c in CARRIED else p for c, p in zip(ROW_COLUMNS, proj)]
-            proj += [alias(col(c, "h"), c) for c in ("item_id", "ann_key", "pred_key")]
-            proj += [alias(col(f"__s{k}", "h"), f"__s{k}") for k in range(len(self.sort))]
+            proj += [col(c, "h") for c in ("item_id", "ann_key", "pred_key")]
+            proj += [col(f"__s{k}", "h") for k in range(len(self.sort))]
             sel = exp.select(*proj).from_(table(hits, "h"), copy=False)
             sel = inner_join(sel, table(_BASE[self.side], self.alias), eq(col(self.key, self.alias), col(self.key, "h")))
             if self.carries:
@@ -482,7 +494,8 @@ def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset
     # reading every wide row the base filter lets through: find the keys first, then read only their rows
     item_filtered = any(s.where is not None and (s.uses_items or s.aggs) for s in sides)
     if projection == "ids" or limited or item_filtered:
-        hits = exp.select(exp.Star()).from_(subquery(_union([s.hits() for s in sides]), "h"), copy=False)
+        hits = exp.select(exp.Star()).from_(subquery(_union([s.hits(k == 0) for k, s in enumerate(sides)]), "h"),
+                                            copy=False)
         if limited:
             hits = _limit(hits.order_by(*_order_keys(desc, "h"), copy=False), limit, offset)
         if projection == "ids":
@@ -490,9 +503,9 @@ def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset
                 subquery(hits, "h"), copy=False)
             return with_ctes(ids, ctes)
         ctes.append(("__hits", hits))
-        body = _union([s.rows("__hits") for s in sides])
+        body = _union([s.rows("__hits", k == 0) for k, s in enumerate(sides)])
     else:
-        body = _union([s.rows() for s in sides])
+        body = _union([s.rows(None, k == 0) for k, s in enumerate(sides)])
     proj = [col("reference_id", "i") if c == "reference_id" else col(c, "o") for c in OBJECT_OUTPUT]
     sel = exp.select(*proj).from_(subquery(body, "o"), copy=False)
     sel = inner_join(sel, table("items", "i"), eq(col("item_id", "i"), col("item_id", "o")))
