@@ -6,7 +6,8 @@ and no wide row is sorted); the rows (the ``ds.items()`` columns) are then taken
 
 The copy is kept per store and dataset and is valid for one store ``generation`` (every write through the
 store moves it, so any write drops the copy). It is built on the second item query of a generation, so a
-write-query-write loop never pays for it, and only kept up to ``MAX_BYTES``; otherwise results come from
+write-query-write loop never pays for it, and kept up to ``MAX_BYTES`` for all of a store's datasets
+together (the oldest other dataset's copy goes first); otherwise results come from
 the plain SQL as before (also while a transaction is open: its rows are its connection's alone). Both
 paths return the same table (tests/unit/test_item_cache.py).
 """
@@ -49,6 +50,8 @@ def rows_for(store: "Store", dataset_id: int) -> "_Entry | None":
     generation = store.generation
     with _LOCK:
         per_store = _ENTRIES.setdefault(store, {})
+        for ds in [d for d, e in per_store.items() if e.generation != generation and d != dataset_id]:
+            del per_store[ds]  # written since: never usable again, free the rows
         entry = per_store.get(dataset_id)
         if entry is None or entry.generation != generation:  # first item query since the last write
             per_store[dataset_id] = _Entry(generation)
@@ -66,8 +69,21 @@ def rows_for(store: "Store", dataset_id: int) -> "_Entry | None":
         built.rows = rows.drop_columns(["item_id"]).combine_chunks()
     with _LOCK:
         if store.generation == generation:  # nothing wrote while it was read
-            _ENTRIES.setdefault(store, {})[dataset_id] = built
+            per_store = _ENTRIES.setdefault(store, {})
+            per_store.pop(dataset_id, None)
+            per_store[dataset_id] = built  # newest last
+            _fit(per_store)
     return None if built.too_large or store.generation != generation else built
+
+
+def _fit(per_store: dict[int, "_Entry"]) -> None:
+    """Keep one store's copies within MAX_BYTES together: drop the oldest other datasets' rows first."""
+    total = sum(e.rows.nbytes for e in per_store.values() if e.rows is not None)
+    for ds in list(per_store)[:-1]:
+        if total <= MAX_BYTES:
+            break
+        e = per_store.pop(ds)
+        total -= e.rows.nbytes if e.rows is not None else 0
 
 
 def take(entry: "_Entry", ids: pa.ChunkedArray | pa.Array) -> pa.Table | None:

@@ -145,3 +145,37 @@ def test_store_generation_moves_on_writes_only():
     store.con.cursor().execute("INSERT INTO __x VALUES (1)")  # another cursor of the same store
     assert store.generation > g
     ws.close()
+
+
+def test_copies_of_a_store_share_one_budget_and_stale_ones_are_freed(tmp_path, monkeypatch):
+    ws = engine.connect(tmp_path / "m.duckdb")
+    sets = []
+    for name in ("a", "b"):
+        ds = ws.create_dataset(name)
+        ds.append([engine.DatasetItem(reference_id=f"{name}{i}", image_location=f"/x/{name}{i}.jpg", width=10,
+                                      height=10, metadata={"k": i}) for i in range(40)], check_images=False)
+        sets.append(ds)
+    a, b = sets
+    for ds in (a, b):
+        ds.query("metadata.k >= 0")
+        ds.query("metadata.k >= 0")
+    per_store = item_cache._ENTRIES[ws.store]
+    one = per_store[a.id].rows.nbytes
+    assert per_store[b.id].rows is not None
+    monkeypatch.setattr(item_cache, "MAX_BYTES", int(one * 1.5))  # room for one copy only
+    a.query("metadata.k >= 1")
+    a.query("metadata.k >= 1")
+    item_cache.forget(ws.store)
+    for ds in (a, b):
+        for _ in range(2):
+            assert ds.query("metadata.k >= 39").column("reference_id").to_pylist() == [f"{ds.name}39"]
+    assert list(item_cache._ENTRIES[ws.store]) == [b.id]  # a's copy made way for b's
+    monkeypatch.setattr(item_cache, "MAX_BYTES", 256 * 2**20)
+    for _ in range(2):
+        a.query("metadata.k >= 39")
+    assert set(item_cache._ENTRIES[ws.store]) == {a.id, b.id}
+    b.append([engine.DatasetItem(reference_id="b99", image_location="/x/b99.jpg", width=1, height=1)],
+             check_images=False)  # a write: every copy is stale
+    assert a.query("metadata.k >= 39").column("reference_id").to_pylist() == ["a39"]
+    assert all(e.rows is None for e in item_cache._ENTRIES[ws.store].values())  # stale rows freed
+    ws.close()
