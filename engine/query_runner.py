@@ -107,10 +107,9 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
     store = ds.ws.store
     entry = item_cache.rows_for(store, ds.id)
     if entry is not None:
-        generation = store.generation
         keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
         ids = execute(ds, keys).column(0)
-        if store.generation == generation:  # the ids and the copy describe the same data
+        if store.generation == entry.generation:  # nothing wrote since the copy: ids and copy agree
             rows = item_cache.take(entry, ids)
             if rows is not None:
                 return rows
