@@ -65,7 +65,7 @@ class _Connection:
     _FINISH_FIRST = frozenset({"sql", "query", "register", "unregister", "from_arrow", "table", "view",
                                "begin", "commit", "rollback", "create_function", "remove_function"})
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any], None] | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any, bool], None] | None = None):
         self._con = con
         self._on_write = on_write
 
@@ -75,25 +75,29 @@ class _Connection:
             self._con.complete()
         return attr
 
-    def _seen(self, sql: Any) -> None:
-        if self._on_write is not None and may_write(sql):
-            self._on_write(sql)
+    def _run(self, method: str, query: Any, args: tuple, kwargs: dict) -> Any:
+        """Run a statement; one that may write moves the generation before and after it runs (a reader
+        taking a snapshot while it runs sees the generation move again once it is done)."""
+        if self._on_write is None or not may_write(query):
+            return getattr(self._con, method)(query, *args, **kwargs)
+        self._on_write(query, False)
+        try:
+            return getattr(self._con, method)(query, *args, **kwargs)
+        finally:
+            self._on_write(query, True)
 
     def execute(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        self._seen(query)
-        return self._con.execute(query, *args, **kwargs)
+        return self._run("execute", query, args, kwargs)
 
     def sql(self, query: Any, *args: Any, **kwargs: Any) -> Any:
         if hasattr(self._con, "complete"):
             self._con.complete()
-        self._seen(query)
-        return self._con.sql(query, *args, **kwargs)
+        return self._run("sql", query, args, kwargs)
 
     query = sql
 
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
-        self._seen(query)
-        return self._con.executemany(query, *args, **kwargs)
+        return self._run("executemany", query, args, kwargs)
 
     def cursor(self) -> "_Connection":
         return _Connection(self._con.cursor(), self._on_write)
@@ -133,8 +137,10 @@ class Store:
         self._register_udfs(self._con)
 
     # -- connection -------------------------------------------------------------------------
-    def _wrote(self, sql: Any) -> None:
+    def _wrote(self, sql: Any, done: bool) -> None:
         self.generation += 1
+        if done:
+            return
         m = _HEAD.match(sql) if isinstance(sql, str) else None
         head = m.group(1).lower() if m else ""
         if head in ("begin", "start"):  # the store's own BEGIN bypasses this: a transaction opened with SQL
