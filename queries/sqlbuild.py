@@ -218,20 +218,8 @@ class Aggregates:
         scans = [(c.name, self._scan_match_count(c)) for c in counts]
         if len(scans) == 1:
             return [(MATCH_COUNTS_CTE, scans[0][1])]
-
-        def any_id(ids: list[exp.Expression]) -> exp.Expression:  # the item of a row of the joins so far
-            first, *rest = [i.copy() for i in ids]
-            return exp.Coalesce(this=first, expressions=rest) if rest else first
-
-        first = scans[0][0]
-        sel = exp.select().from_(table(first), copy=False)
-        ids: list[exp.Expression] = [col("item_id", first)]
-        for name, _ in scans[1:]:
-            sel.append("joins", exp.Join(this=table(name), on=eq(col("item_id", name), any_id(ids)), side="FULL"))
-            ids.append(col("item_id", name))
-        cols = [alias(col("c0", name), f"c{k}") for k, (name, _) in enumerate(scans)]
-        sel = sel.select(alias(any_id(ids), "item_id"), *cols, copy=False)
-        return scans + [(MATCH_COUNTS_CTE, sel)]
+        joined = full_join_on_item([(table(name), name, "c0", f"c{k}") for k, (name, _) in enumerate(scans)])
+        return scans + [(MATCH_COUNTS_CTE, joined)]
 
     def _scan_match_count(self, c: _Cte) -> exp.Select:
         source, status, label = c.count  # type: ignore[misc]
@@ -285,19 +273,8 @@ class Aggregates:
         if len(parts) == 1:
             alias_, _, cond = parts[0]
             return self._count_scan(cond, alias_)
-        aliases = [a for a, _, _ in parts]
-        names = [f"t{k}" for k in range(len(parts))]
-        keys = [col("item_id", t) for t in names]
-        sel = exp.select(alias(exp.Coalesce(this=keys[0], expressions=keys[1:]), "item_id"),
-                         *[alias(col("n", t), a) for t, a in zip(names, aliases)])
-        for k, (t, (_, _, cond)) in enumerate(zip(names, parts)):
-            scan = subquery(self._count_scan(cond, "n"), t)
-            if k == 0:
-                sel = sel.from_(scan, copy=False)
-                continue
-            seen = keys[0].copy() if k == 1 else exp.Coalesce(this=keys[0].copy(), expressions=[x.copy() for x in keys[1:k]])
-            sel.append("joins", exp.Join(this=scan, on=eq(keys[k].copy(), seen), side="FULL"))
-        return sel
+        return full_join_on_item([(subquery(self._count_scan(cond, "n"), f"t{k}"), f"t{k}", "n", alias_)
+                                  for k, (alias_, _, cond) in enumerate(parts)])
 
     def _count_scan(self, cond: exp.Expression | None, name: str) -> exp.Select:
         """``SELECT item_id, n FROM item_counts`` narrowed to one count's rows: a label's (kind NULL), a kind's
@@ -310,6 +287,26 @@ class Aggregates:
             where.append(cond.copy() if column == on else exp.Is(this=col(column, "a"), expression=exp.null()))
         return exp.select(col("item_id", "a"), alias(col("n", "a"), name)).from_(
             table("item_counts", "a"), copy=False).where(and_all(where), copy=False)
+
+
+def full_join_on_item(sources: list[tuple[exp.Expression, str, str, str]]) -> exp.Select:
+    """Per-item values from several scans with at most one row per item, side by side:
+    ``SELECT COALESCE(t0.item_id, t1.item_id, ...) AS item_id, t0.v AS a0, ... FROM t0 FULL JOIN t1 ...``.
+
+    ``sources``: (FROM expression, its alias, value column, output name). An item missing from a scan gets
+    NULL there (callers COALESCE counts to 0). Measured faster than one LEFT JOIN per count or one GROUP BY.
+    """
+    keys = [col("item_id", t) for _, t, _, _ in sources]
+
+    def any_of(ids: list[exp.Expression]) -> exp.Expression:  # the item of a row of the joins so far
+        first, *rest = [i.copy() for i in ids]
+        return exp.Coalesce(this=first, expressions=rest) if rest else first
+
+    sel = exp.select(alias(any_of(keys), "item_id"), *[alias(col(v, t), out) for _, t, v, out in sources])
+    sel = sel.from_(sources[0][0], copy=False)
+    for k in range(1, len(sources)):
+        sel.append("joins", exp.Join(this=sources[k][0], on=eq(keys[k].copy(), any_of(keys[:k])), side="FULL"))
+    return sel
 
 
 def _agg(func: str, arg: exp.Expression | None) -> exp.Expression:
