@@ -7,16 +7,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import functools
+
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-import functools
-
 from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, OpenCatalog,
                      compile_query, to_sql)
+from queries.arrow_eval import Unsupported
+from queries.sqlbuild import object_branches
 
-from . import item_cache
+from . import item_cache, object_cache, object_scan
 from .derived import refresh_if_stale
 from .errors import LoupeError, NotFoundError
 from .query_catalog import DuckDBCatalog
@@ -83,7 +85,8 @@ def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None,
         return hit
     compiled = compile_query(dsl, catalog, target=target, run=name, order_by=order_by, limit=limit, offset=offset,
                              projection=projection, strict=strict)
-    compiled.sql("duckdb")  # generate once now: cached queries are then never touched again
+    if compiled.plan is None or projection != "rows":  # object rows mostly come from the copy: SQL on demand
+        compiled.sql("duckdb")
     catalog.remember(key, compiled)
     return compiled
 
@@ -118,7 +121,34 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
 
 def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None,
                   limit: int | None = None, offset: int | None = None) -> pa.Table:
-    return execute(ds, compile_for(ds, dsl, "objects", run, order_by, limit, offset))
+    """Objects matching ``dsl``: from the run's in-memory object copy when there is one for the current
+    data and the query is one Arrow compute evaluates exactly (engine/object_scan.py), else in DuckDB."""
+    compiled = compile_for(ds, dsl, "objects", run, order_by, limit, offset)  # names and types checked here
+    if compiled.plan is not None:
+        name = run_name(run)
+        copy = object_cache.copy_for(ds.ws.store, ds.id, name, lambda: _all_objects(ds, name))
+        if copy is not None and ds.ws.store.generation == copy.generation:
+            rows = object_scan.run(copy, compiled.plan, lambda sel: _read_item_values(ds, sel))
+            if rows is not None:
+                return rows
+    return execute(ds, compiled)
+
+
+def _read_item_values(ds: "Dataset", select: exp.Expression) -> pa.Table:
+    try:
+        return ds.ws.store.arrow(to_sql(select, "duckdb"))
+    except duckdb.Error as e:  # the plain SQL path reports it as the query's error
+        raise Unsupported(str(e)) from None
+
+
+def _all_objects(ds: "Dataset", run: str | None) -> tuple[pa.Table, dict[str, pa.Table]]:
+    """The dataset's items (item_id, reference_id) and, per side, every object row of the query ``""``
+    with its item_id, ordered by item_id and key (engine/object_cache.py builds its copy from them)."""
+    store = ds.ws.store
+    items = store.arrow("SELECT item_id, reference_id FROM items WHERE dataset_id = $ds ORDER BY item_id",
+                        {"ds": ds.id})
+    names, branches = object_branches(compile_for(ds, "", "objects", run).expression)
+    return items, {side: store.arrow(to_sql(sel, "duckdb")).rename_columns(names) for side, sel in branches}
 
 
 @dsl_errors

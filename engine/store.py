@@ -165,6 +165,9 @@ class Store:
         return cur
 
     def close(self) -> None:
+        from .copies import forget_all
+
+        forget_all(self)  # in-memory copies of its data (item rows, object rows) go with it
         with contextlib.suppress(Exception):
             self._con.close()
 

@@ -23,7 +23,7 @@ from .errors import DSLError, DSLNameError, DSLSyntaxError, DSLTypeError, unknow
 from .fields import FUNCTIONS, KINDS, SOURCES, STATUSES
 from .lexemes import not_keyword, segment, unescape
 from .metadata import MetaRef
-from .objects import build_side
+from .objects import ObjectPlan, build_side, plan_of
 from .parser import parse
 from .scopes import Context, ItemScope, ObjectScope, Segments
 from .sqlbuild import Aggregates, Side, items_query, objects_query, placeholder_or
@@ -50,6 +50,7 @@ class CompiledQuery:
     expression: exp.Expression
     text: str = ""
     run: str | None = None
+    plan: ObjectPlan | None = None  # object queries: the filter and order per side, for object_scan
     _cache: dict = field(default_factory=dict, repr=False)
 
     def sql(self, dialect: str = "duckdb", pretty: bool = False) -> str:
@@ -225,8 +226,11 @@ class _Builder(Transformer):
         pos = _pos(meta)
         negate = c[1] is not None
         items_raw = [x for x in c[3:] if x is not None]
-        first = next((x for x in items_raw if not isinstance(x, MetaRef)), None)
-        a = self.value(c[0], self.value(first).type if first is not None and isinstance(c[0], MetaRef) else None)
+        hint = None  # a metadata value takes the type of the first typed list item (NULL has none)
+        if isinstance(c[0], MetaRef):
+            hint = next((t for t in (self.value(x).type for x in items_raw if not isinstance(x, MetaRef))
+                         if t in (NUMBER, STRING, BOOLEAN)), None)
+        a = self.value(c[0], hint)
         items = []
         for x in items_raw:
             v = self.value(x, a.type if a.type in (NUMBER, STRING, BOOLEAN) else None, a)
@@ -491,7 +495,7 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         parts = parts_for(oscope)
         sides.append(build_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
     expression = objects_query(sides, desc, n, off, ctx.aggs, projection)
-    return CompiledQuery(target, expression, text, run)
+    return CompiledQuery(target, expression, text, run, plan_of(sides, desc, n, off, ctx.aggs))
 
 
 def _where(v: Val | None) -> exp.Expression | None:

@@ -5,10 +5,13 @@ table that side's first phase scans, and every output column gets its expression
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlglot import exp
 
 from .scopes import OBJ, Context, ObjectScope
-from .sqlbuild import Side, cast, col, in_subquery, run_id_expr, table, threshold_expr
+from .sqlbuild import (Aggregates, Side, cast, col, in_subquery, join_aggregates, run_id_expr, table,
+                       threshold_expr, with_ctes)
 
 
 def retarget(e: exp.Expression, to: str) -> exp.Expression:
@@ -66,3 +69,78 @@ def _reads_items(scope: ObjectScope, where: exp.Expression | None, sort: list[ex
     if not scope.uses_items:
         return False
     return any(c.table == "i" for e in [where, *sort] if e is not None for c in e.find_all(exp.Column))
+
+
+@dataclass(frozen=True)
+class ObjectPlan:
+    """An object query as its parts, for running it without SQL (engine/object_scan.py).
+
+    ``sides``: per side ("gt", "prediction") its filter (None: every row) and sort expressions, over the
+    aliases ``a`` / ``p`` (the object), ``m`` (its matches row) and ``i`` (its item), exactly as in the SQL;
+    rows are ordered by the sort keys (NULLs last), then item_id, source, ann_key, pred_key.
+    """
+
+    sides: tuple[tuple[str, exp.Expression | None, tuple[exp.Expression, ...]], ...]
+    desc: tuple[bool, ...]
+    limit: int | None
+    offset: int | None
+    aggs: Aggregates  # the dataset and the per-item CTEs the filter's item-level parts read
+
+    def item_values(self, parts: list[exp.Expression]) -> exp.Expression:
+        """The item-level parts of the filter and sort keys (queries/arrow_eval.item_parts) per item, as
+        columns item_id, v0, v1, ... (in no particular order; the object's item_id in a part is the item's).
+
+        When every part reads one per-item CTE only (``item.metadata.camera``, ``predictions.fp``...):
+        ``SELECT item_id, <parts> FROM <cte> UNION ALL SELECT NULL, <parts with the CTE's columns NULL>``,
+        the last row being the value for items the CTE has no row for (cheaper than joining every item).
+        Otherwise ``SELECT i.item_id, <parts> FROM items i LEFT JOIN <CTEs> WHERE i.dataset_id = D``.
+        """
+        parts = [p.copy() for p in parts]
+        used: list[str] = []
+        on_items = False
+        for part in parts:
+            on_items |= next(part.find_all(exp.Select, exp.Subquery, exp.Union), None) is not None
+            for c in list(part.find_all(exp.Column)):
+                if not _outer(c, part):
+                    continue
+                if c.name == "item_id" and c.table in ("a", "p", "m", "i"):
+                    c.replace(col("item_id", "i"))
+                    on_items = True
+                elif c.table.startswith("__"):
+                    used.append(c.table) if c.table not in used else None
+                else:
+                    on_items = True
+        names = [exp.to_identifier(f"v{k}") for k in range(len(parts))]
+        if len(used) == 1 and not on_items:
+            cte = used[0]
+            rows = exp.select(col("item_id", cte), *[exp.Alias(this=p, alias=n) for p, n in zip(parts, names)])
+            rows = rows.from_(table(cte), copy=False)
+            empty = []
+            for p in parts:
+                p = p.copy()
+                for c in list(p.find_all(exp.Column)):
+                    if c.table == cte:
+                        c.replace(exp.null())
+                empty.append(p)
+            default = exp.select(cast(exp.null(), "BIGINT"), *empty)
+            return with_ctes(exp.Union(this=rows, expression=default, distinct=False), self.aggs.ctes())
+        cols: list[exp.Expression] = [col("item_id", "i")] + [exp.Alias(this=p, alias=n) for p, n in zip(parts, names)]
+        sel = exp.select(*cols).from_(table("items", "i"), copy=False)
+        sel = join_aggregates(sel, used, col("item_id", "i"))
+        sel = sel.where(exp.EQ(this=col("dataset_id", "i"), expression=self.aggs.dataset_id.copy()), copy=False)
+        return with_ctes(sel, self.aggs.ctes())
+
+
+def _outer(c: exp.Column, root: exp.Expression) -> bool:
+    """``c`` is not inside a nested SELECT of ``root``."""
+    node = c.parent
+    while node is not None and node is not root:
+        if isinstance(node, (exp.Select, exp.Subquery, exp.Union)):
+            return False
+        node = node.parent
+    return True
+
+
+def plan_of(sides: list[Side], desc: list[bool], limit: int | None, offset: int | None,
+            aggs: Aggregates) -> ObjectPlan:
+    return ObjectPlan(tuple((s.side, s.where, tuple(s.sort)) for s in sides), tuple(desc), limit, offset, aggs)

@@ -508,3 +508,29 @@ def objects_query(sides: list[Side], desc: list[bool], limit: int | None, offset
     sel = inner_join(sel, table("items", "i"), eq(col("item_id", "i"), col("item_id", "o")))
     sel = sel.order_by(*_order_keys(desc, "o"), copy=False)
     return with_ctes(sel, ctes)
+
+
+def object_branches(select: exp.Select) -> tuple[list[str], list[tuple[str, exp.Select]]]:
+    """The sides of a one-phase object query (no LIMIT, no item-level filter: ``""`` for instance) as
+    separate SELECTs, each ordered by item_id and its key; with the column names (the first branch's: a
+    UNION ALL pairs the others' columns by position). Used to copy every object of a run into memory."""
+    body = select.args["from_"].this.this
+    branches = []
+    stack = [body]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Union):
+            stack += [node.expression, node.this]
+        else:
+            branches.append(node)
+    names = branches[0].named_selects
+    out = []
+    for b in branches:
+        b = b.copy()
+        first = b.expressions[0]
+        side = (first.this if isinstance(first, exp.Alias) else first).this
+        key = "ann_key" if side == "gt" else "pred_key"
+        b = b.order_by(*[exp.Ordered(this=exp.Literal.number(names.index(c) + 1), nulls_first=False)
+                         for c in ("item_id", key)], copy=False)
+        out.append((side, b))
+    return names, out

@@ -67,7 +67,7 @@ def test_a_write_drops_the_copy(tmp_path):
 def test_too_large_or_disabled_reads_rows_with_sql(world, monkeypatch):
     ds = world.ds
     for limit in (0, 1):  # 0: disabled; 1 byte: every copy is too large
-        monkeypatch.setattr(item_cache, "MAX_BYTES", limit)
+        monkeypatch.setattr(item_cache.COPIES, "max_bytes", limit)
         item_cache.forget(ds.ws.store)
         for _ in range(3):
             got = ds.query("annotations.count > 2")
@@ -159,23 +159,23 @@ def test_copies_of_a_store_share_one_budget_and_stale_ones_are_freed(tmp_path, m
     for ds in (a, b):
         ds.query("metadata.k >= 0")
         ds.query("metadata.k >= 0")
-    per_store = item_cache._ENTRIES[ws.store]
-    one = per_store[a.id].rows.nbytes
-    assert per_store[b.id].rows is not None
-    monkeypatch.setattr(item_cache, "MAX_BYTES", int(one * 1.5))  # room for one copy only
+    per_store = item_cache.COPIES.entries[ws.store]
+    one = per_store[a.id].value.rows.nbytes
+    assert per_store[b.id].value is not None
+    monkeypatch.setattr(item_cache.COPIES, "max_bytes", int(one * 1.5))  # room for one copy only
     a.query("metadata.k >= 1")
     a.query("metadata.k >= 1")
     item_cache.forget(ws.store)
     for ds in (a, b):
         for _ in range(2):
             assert ds.query("metadata.k >= 39").column("reference_id").to_pylist() == [f"{ds.name}39"]
-    assert list(item_cache._ENTRIES[ws.store]) == [b.id]  # a's copy made way for b's
-    monkeypatch.setattr(item_cache, "MAX_BYTES", 256 * 2**20)
+    assert list(item_cache.COPIES.entries[ws.store]) == [b.id]  # a's copy made way for b's
+    monkeypatch.setattr(item_cache.COPIES, "max_bytes", 256 * 2**20)
     for _ in range(2):
         a.query("metadata.k >= 39")
-    assert set(item_cache._ENTRIES[ws.store]) == {a.id, b.id}
+    assert set(item_cache.COPIES.entries[ws.store]) == {a.id, b.id}
     b.append([engine.DatasetItem(reference_id="b99", image_location="/x/b99.jpg", width=1, height=1)],
              check_images=False)  # a write: every copy is stale
     assert a.query("metadata.k >= 39").column("reference_id").to_pylist() == ["a39"]
-    assert all(e.rows is None for e in item_cache._ENTRIES[ws.store].values())  # stale rows freed
+    assert all(e.value is None for e in item_cache.COPIES.entries[ws.store].values())  # stale rows freed
     ws.close()

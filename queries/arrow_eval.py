@@ -1,0 +1,268 @@
+"""Evaluate a compiled object filter or sort key over Arrow columns, with DuckDB's semantics.
+
+Object queries (``ds.query_objects``) can run on an in-memory copy of a run's object rows
+(engine/object_cache.py) instead of DuckDB. This module interprets the same sqlglot expressions the
+compiler built for SQL, for the subset where Arrow compute matches DuckDB exactly: three-valued logic
+(Kleene AND/OR, NULL-propagating comparisons, SQL ``IN`` with NULLs), IEEE double arithmetic and
+binary string comparison. Anything else raises :class:`Unsupported` and the query runs in DuckDB:
+
+- JSON metadata, subqueries (slices), item-level values, LIKE, string functions, round, ``%``;
+- integer-only arithmetic (DuckDB raises on overflow);
+- NaN in a compared or sorted value (DuckDB orders NaN above every number and NaN = NaN is true).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlglot import exp
+
+ColumnFn = Callable[[exp.Column], pa.Array]
+ItemFn = Callable[[exp.Expression], "pa.Array | pa.Scalar"]
+_OBJECT_ALIASES = ("a", "p", "m")
+_NESTED = (exp.Select, exp.Subquery, exp.Union)
+
+
+class Unsupported(Exception):
+    """The expression is outside what this module evaluates exactly: run the query in DuckDB."""
+
+
+_CMP = {exp.EQ: pc.equal, exp.NEQ: pc.not_equal, exp.GT: pc.greater, exp.GTE: pc.greater_equal,
+        exp.LT: pc.less, exp.LTE: pc.less_equal}
+_ARITH = {exp.Add: pc.add, exp.Sub: pc.subtract, exp.Mul: pc.multiply}
+_UNARY = {exp.Abs: pc.abs, exp.Floor: pc.floor, exp.Ceil: pc.ceil, exp.Neg: pc.negate}
+_NULL_TYPES = {"DOUBLE": pa.float64(), "VARCHAR": pa.string(), "TEXT": pa.string(), "BOOLEAN": pa.bool_(),
+               "BIGINT": pa.int64()}
+
+
+def evaluate(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None) -> "pa.Array | pa.Scalar":
+    """The value of ``e`` for every row (an array) or a constant (a scalar); ``column`` maps the
+    expression's columns to arrays of equal length (raising :class:`Unsupported` for others); ``item``
+    gives the per-row values of an item-level part (see :func:`item_parts`), else they are Unsupported."""
+    try:
+        return _eval(e, column, item)
+    except (pa.ArrowException, TypeError, ValueError, OverflowError) as err:
+        raise Unsupported(f"{type(err).__name__}: {err}") from None
+
+
+def where_mask(e: exp.Expression | None, column: ColumnFn, n: int, item: ItemFn | None = None) -> pa.Array:
+    """Rows the filter keeps (true, not false or NULL), as a boolean array of length ``n``."""
+    if e is None:
+        return _broadcast(True, n)
+    v = evaluate(e, column, item)
+    if isinstance(v, pa.Scalar):
+        return _broadcast(v.as_py() is True, n)
+    if not pa.types.is_boolean(v.type):
+        raise Unsupported("filter is not boolean")
+    return pc.fill_null(v, False)
+
+
+def sort_key(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None) -> pa.Array | pa.Scalar:
+    """A sort expression's values (numbers without NaN, strings, booleans)."""
+    v = evaluate(e, column, item)
+    if isinstance(v, pa.Array):
+        if pa.types.is_dictionary(v.type):
+            v = v.dictionary_decode()
+        _no_nan(v)
+    return v
+
+
+def _broadcast(value: bool, n: int) -> pa.Array:
+    return pa.array(np.full(n, value, dtype=bool))
+
+
+def is_item_column(c: exp.Column) -> bool:
+    """A column of the object's item: of ``items`` (i; the copy has reference_id), of a per-item CTE
+    (``__...``) or the item_id."""
+    return (c.table == "i" and c.name != "reference_id") or c.table.startswith("__") or (c.name == "item_id" and c.table in _OBJECT_ALIASES)
+
+
+def _outer_columns(e: exp.Expression) -> list[exp.Column]:
+    """Columns of ``e`` outside nested SELECTs (our subqueries are never correlated)."""
+    out, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Column):
+            out.append(node)
+            continue
+        if isinstance(node, _NESTED):
+            continue
+        stack.extend(node.iter_expressions())
+    return out
+
+
+def _item_level(e: exp.Expression) -> bool:
+    cols = _outer_columns(e)
+    nested = next(e.find_all(*_NESTED), None) is not None
+    return (bool(cols) or nested) and all(is_item_column(c) for c in cols)
+
+
+def item_parts(e: exp.Expression | None) -> list[exp.Expression]:
+    """The largest parts of ``e`` that depend on the item only (evaluated per item, e.g. by DuckDB)."""
+    if e is None:
+        return []
+    if _item_level(e) and not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)):
+        return [e]
+    return [p for child in e.iter_expressions() if not isinstance(child, _NESTED) for p in item_parts(child)]
+
+
+def _eval(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None) -> "pa.Array | pa.Scalar":
+    if item is not None and not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)) and _item_level(e):
+        return item(e)
+    return _eval_node(e, lambda x: _eval(x, column, item), column)
+
+
+def _eval_node(e: exp.Expression, ev: Callable[[exp.Expression], "pa.Array | pa.Scalar"],
+               column: ColumnFn) -> "pa.Array | pa.Scalar":
+    t = type(e)
+    if t is exp.Paren:
+        return ev(e.this)
+    if t is exp.Column:
+        return column(e)
+    if t is exp.Literal:
+        return _literal(e)
+    if t is exp.Boolean:
+        return pa.scalar(bool(e.this), pa.bool_())
+    if t is exp.Null:
+        return pa.scalar(None, pa.null())
+    if t is exp.Cast:
+        to = e.to.this.name if isinstance(e.to, exp.DataType) else None
+        if isinstance(e.this, exp.Null) and to in _NULL_TYPES:
+            return pa.scalar(None, _NULL_TYPES[to])
+        raise Unsupported("CAST")
+    if t is exp.And or t is exp.Or:
+        a = _bool(ev(e.this))
+        if _all(a, t is exp.Or):  # FALSE AND x is FALSE, TRUE OR x is TRUE: x (maybe costly) is not needed
+            return a
+        b = _bool(ev(e.expression))
+        return (pc.and_kleene if t is exp.And else pc.or_kleene)(a, b)
+    if t is exp.Not:
+        return pc.invert(_bool(ev(e.this)))
+    if t in _CMP:
+        return _compare(_CMP[t], ev(e.this), ev(e.expression))
+    if t is exp.Is:
+        if not isinstance(e.expression, exp.Null):
+            raise Unsupported("IS")
+        v = ev(e.this)
+        return pa.scalar(not v.is_valid, pa.bool_()) if isinstance(v, pa.Scalar) else pc.is_null(v)
+    if t is exp.In:
+        if e.args.get("query") is not None or e.args.get("unnest") is not None or not e.expressions:
+            raise Unsupported("IN subquery")
+        x = ev(e.this)
+        out = None
+        for item in e.expressions:
+            hit = _compare(pc.equal, x, ev(item))
+            out = hit if out is None else pc.or_kleene(out, hit)
+        return out
+    if t is exp.Between:
+        x = ev(e.this)
+        return pc.and_kleene(_compare(pc.greater_equal, x, ev(e.args["low"])),
+                             _compare(pc.less_equal, x, ev(e.args["high"])))
+    if t in _ARITH:
+        a, b = _number(ev(e.this)), _number(ev(e.expression))
+        if not (_is_float(a) or _is_float(b)):
+            raise Unsupported("integer arithmetic")  # DuckDB raises on overflow
+        return _ARITH[t](_as_float(a), _as_float(b))
+    if t is exp.Div:
+        return pc.divide(_as_float(_number(ev(e.this))), _as_float(_number(ev(e.expression))))
+    if t in _UNARY:
+        v = _number(ev(e.this))
+        if t is exp.Neg and isinstance(v, pa.Scalar) and pa.types.is_integer(v.type):
+            if v.is_valid and v.as_py() == -2**63:
+                raise Unsupported("BIGINT overflow")
+            return pa.scalar(None if not v.is_valid else -v.as_py(), v.type)  # a negative literal: -5
+        if not _is_float(v):
+            raise Unsupported("integer function")
+        return _UNARY[t](v)
+    if t is exp.Sqrt:
+        v = _as_float(_number(ev(e.this)))
+        if isinstance(v, pa.Array) and pc.any(pc.less(v, 0.0)).as_py():
+            raise Unsupported("sqrt of a negative number")
+        return pc.sqrt(v)
+    if t is exp.Nullif:
+        a, b = ev(e.this), ev(e.expression)
+        same = pc.fill_null(_compare(pc.equal, a, b), False)
+        return pc.if_else(same, pa.scalar(None, a.type), a)
+    raise Unsupported(t.__name__)
+
+
+def _literal(e: exp.Literal) -> pa.Scalar:
+    if e.is_string:
+        return pa.scalar(e.this, pa.string())
+    text = e.this
+    try:
+        v: int | float = int(text)
+    except ValueError:
+        v = float(text)
+    if isinstance(v, int) and not -2**63 <= v < 2**63:
+        raise Unsupported("integer literal out of BIGINT range")
+    return pa.scalar(v, pa.int64() if isinstance(v, int) else pa.float64())
+
+
+def _decode(v: "pa.Array | pa.Scalar") -> "pa.Array | pa.Scalar":
+    return v.dictionary_decode() if isinstance(v, pa.Array) and pa.types.is_dictionary(v.type) else v
+
+
+def _compare(fn: Callable, a: "pa.Array | pa.Scalar", b: "pa.Array | pa.Scalar") -> "pa.Array | pa.Scalar":
+    """A comparison; a dictionary column against a constant compares the dictionary once."""
+    for v in (a, b):
+        if _is_float(v):
+            _no_nan(v)
+    if pa.types.is_null(a.type) or pa.types.is_null(b.type):  # x = NULL is NULL for every row
+        other = b if pa.types.is_null(a.type) else a
+        if isinstance(other, pa.Array):
+            return pa.nulls(len(other), pa.bool_())
+        return pa.scalar(None, pa.bool_())
+    if isinstance(a, pa.Array) and pa.types.is_dictionary(a.type) and isinstance(b, pa.Scalar):
+        return fn(a.dictionary, b).take(a.indices)
+    if isinstance(b, pa.Array) and pa.types.is_dictionary(b.type) and isinstance(a, pa.Scalar):
+        return fn(a, b.dictionary).take(b.indices)
+    a, b = _decode(a), _decode(b)
+    if _is_number(a) and _is_number(b) and (_is_float(a) or _is_float(b)):
+        a, b = _as_float(a), _as_float(b)  # DuckDB compares BIGINT with DOUBLE as doubles
+    return fn(a, b)
+
+
+def _all(v: "pa.Array | pa.Scalar", value: bool) -> bool:
+    """Every row is ``value`` (not NULL)."""
+    if isinstance(v, pa.Scalar):
+        return v.is_valid and v.as_py() is value
+    if v.null_count:
+        return False
+    return not pc.any(v if not value else pc.invert(v)).as_py()
+
+
+def _bool(v: "pa.Array | pa.Scalar") -> "pa.Array | pa.Scalar":
+    if not (pa.types.is_boolean(v.type) or pa.types.is_null(v.type)):
+        raise Unsupported("not a boolean")
+    return v.cast(pa.bool_()) if pa.types.is_null(v.type) else v
+
+
+def _number(v: "pa.Array | pa.Scalar") -> "pa.Array | pa.Scalar":
+    if not _is_number(v):
+        raise Unsupported("not a number")
+    return v
+
+
+def _is_number(v: "pa.Array | pa.Scalar") -> bool:
+    return pa.types.is_integer(v.type) or pa.types.is_floating(v.type) or pa.types.is_null(v.type)
+
+
+def _is_float(v: "pa.Array | pa.Scalar") -> bool:
+    return pa.types.is_floating(v.type)
+
+
+def _as_float(v: "pa.Array | pa.Scalar") -> "pa.Array | pa.Scalar":
+    return v if pa.types.is_float64(v.type) else v.cast(pa.float64())
+
+
+def _no_nan(v: "pa.Array | pa.Scalar") -> None:
+    if not _is_float(v):
+        return
+    if isinstance(v, pa.Scalar):
+        if v.is_valid and v.as_py() != v.as_py():
+            raise Unsupported("NaN")
+    elif pc.any(pc.is_nan(v)).as_py():
+        raise Unsupported("NaN")
