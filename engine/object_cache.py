@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -32,7 +33,7 @@ COPIES = Copies(int(os.environ.get("LOUPE_OBJECT_CACHE_MB", "512")) * 2**20)
 
 ENCODED = ("source", "kind", "label", "status", "error_type")  # dictionary-encoded (reference_id: by item)
 OUTPUT = OBJECT_OUTPUT + ("item_id",)
-SIDES = ("gt", "prediction")
+MAX_VALUES = 32  # item-level value tables kept per copy (one per distinct item-level filter)
 
 
 @dataclass
@@ -80,10 +81,27 @@ class ObjectCopy:
     generation: int
     schema: pa.Schema  # the SQL result's columns and types
     sides: dict[str, SideRows]
+    values: "OrderedDict[str, pa.Table]" = field(default_factory=OrderedDict)  # item-level values by SQL
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def nbytes(self) -> int:
         return sum(s.nbytes for s in self.sides.values())
+
+    def item_values(self, sql: str, read: Callable[[str], pa.Table]) -> pa.Table:
+        """Per-item values of a query's item-level parts (object_scan), kept for the copy's generation:
+        the data they come from cannot change before the copy goes (the last MAX_VALUES queries)."""
+        with self.lock:
+            hit = self.values.get(sql)
+            if hit is not None:
+                self.values.move_to_end(sql)
+                return hit
+        table = read(sql)
+        with self.lock:
+            self.values[sql] = table
+            while len(self.values) > MAX_VALUES:
+                self.values.popitem(last=False)
+        return table
 
 
 def copy_for(store: "Store", dataset_id: int, run: str | None,

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from queries import to_sql
 from queries.arrow_eval import Unsupported, item_parts, sort_key, where_mask
 from queries.objects import ObjectPlan
 
@@ -27,13 +28,13 @@ _BASE_COLUMNS = {"gt": ("x", "y", "width", "height", "area", "label", "kind", "a
                  "prediction": ("x", "y", "width", "height", "area", "label", "kind", "annotation_id", "confidence")}
 
 
-def run(copy: ObjectCopy, plan: ObjectPlan, read: Callable[[exp.Select], pa.Table]) -> pa.Table | None:
-    """The query's result table, or None when part of it must run in DuckDB. ``read`` runs a SELECT
-    (the item-level parts of the filter, evaluated per item in one query)."""
+def run(copy: ObjectCopy, plan: ObjectPlan, read: Callable[[str], pa.Table]) -> pa.Table | None:
+    """The query's result table, or None when part of it must run in DuckDB. ``read`` runs SQL (the
+    item-level parts of the filter, evaluated per item in one query; kept with the copy by SQL text)."""
     try:
-        items = _ItemValues(plan, read)
-        picked = [(_side_hits(copy.sides[side], where, sort, plan, items.for_side(copy.sides[side])),
-                   copy.sides[side]) for side, where, sort in plan.sides]
+        items = _ItemValues(plan, lambda sql: copy.item_values(sql, read))
+        picked = [(_side_hits(copy.sides[side], where, sort, plan, items), copy.sides[side])
+                  for side, where, sort in plan.sides]
         if any(p is None for p, _ in picked):
             return None
         return _assemble(copy, picked, plan)
@@ -45,30 +46,32 @@ class _ItemValues:
     """The item-level parts of a plan's expressions (``item.metadata.camera = "rear"``, ``slice("test")``,
     ``predictions.fp``...), computed per item by DuckDB in one query and spread over each side's rows."""
 
-    def __init__(self, plan: ObjectPlan, read: Callable[[exp.Select], pa.Table]):
+    def __init__(self, plan: ObjectPlan, read: Callable[[str], pa.Table]):
         parts = [p for _, where, sort in plan.sides for e in (where, *sort) for p in item_parts(e)]
         self.index = {id(p): k for k, p in enumerate(parts)}
         self.parts, self.plan, self.read = parts, plan, read
         self.table: pa.Table | None = None  # read when a side first needs a value
 
-    def for_side(self, s: SideRows) -> Callable[[exp.Expression], pa.Array] | None:
+    def for_side(self, s: SideRows, rows: np.ndarray | None = None) -> Callable[[exp.Expression], pa.Array] | None:
+        """Values for the side's rows (``rows``: these positions only)."""
         if not self.parts:
             return None
-        rows = None
+        where = None
+        item_id = s.item_id if rows is None else s.item_id[rows]
 
         def value(e: exp.Expression) -> pa.Array:
-            nonlocal rows
+            nonlocal where
             k = self.index.get(id(e))
             if k is None:
                 raise Unsupported("item-level part not prepared")
             if self.table is None:
-                self.table = self.read(self.plan.item_values(self.parts))
-            if rows is None:
-                rows = _positions(self.table.column("item_id").combine_chunks(), s.item_id)
+                self.table = self.read(to_sql(self.plan.item_values(self.parts), "duckdb"))
+            if where is None:
+                where = _positions(self.table.column("item_id").combine_chunks(), item_id)
             v = self.table.column(f"v{k}").combine_chunks()
             if pa.types.is_null(v.type):
                 v = v.cast(pa.bool_())
-            return v.take(rows)
+            return v.take(where)
         return value
 
 
@@ -98,16 +101,56 @@ def _positions(ids: pa.Array, item_id: np.ndarray) -> pa.Array:
     return pa.array(pos, pa.int64())
 
 
-def _resolver(s: SideRows):
+def _resolver(s: SideRows, rows: np.ndarray | None = None):
+    """The side's columns for the evaluator (``rows``: at these positions only)."""
     base = _BASE[s.side]
+    at = None if rows is None else pa.array(rows, pa.int64())
 
     def column(c: exp.Column) -> pa.Array:
         t, name = c.table, c.name
         if (t == base and name in _BASE_COLUMNS[s.side]) or (t == "m" and name in _MATCH_COLUMNS) or \
                 (t == "i" and name == "reference_id"):
-            return s.column(name)
+            return s.column(name) if at is None else s.column(name).take(at)
         raise Unsupported(f"column {t}.{name}")
     return column
+
+
+def _conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
+    """``a AND (b AND c)`` -> [a, b, c] (WHERE keeps a row when every one is true)."""
+    if e is None:
+        return []
+    if isinstance(e, exp.Paren):
+        return _conjuncts(e.this)
+    if isinstance(e, exp.And):
+        return _conjuncts(e.this) + _conjuncts(e.expression)
+    return [e]
+
+
+def _mask(s: SideRows, where: exp.Expression | None, items: "_ItemValues") -> np.ndarray:
+    """Rows of the side the filter keeps. Conjuncts on the object's own columns run over every row;
+    those reading item-level values only over the rows that passed the others."""
+    n = len(s)
+    mask = np.ones(n, bool)
+    if n == 0:
+        return mask
+    conj = _conjuncts(where)
+    column = _resolver(s)
+    later = []
+    for c in conj:
+        if item_parts(c):
+            later.append(c)
+        else:
+            mask &= where_mask(c, column, n).to_numpy(zero_copy_only=False)
+    if later and mask.any():
+        rows = np.flatnonzero(mask)
+        sub, item = _resolver(s, rows), items.for_side(s, rows)
+        keep = np.ones(len(rows), bool)
+        for c in later:
+            keep &= where_mask(c, sub, len(rows), item).to_numpy(zero_copy_only=False)
+        mask[rows[~keep]] = False
+    elif later:
+        mask[:] = False
+    return mask
 
 
 def sortable(v: pa.Array) -> np.ndarray:
@@ -130,12 +173,11 @@ def sortable(v: pa.Array) -> np.ndarray:
 
 
 def _side_hits(s: SideRows, where: exp.Expression | None, sort: tuple[exp.Expression, ...],
-               plan: ObjectPlan, item) -> tuple[np.ndarray, list[np.ndarray]] | None:
+               plan: ObjectPlan, items: "_ItemValues") -> tuple[np.ndarray, list[pa.Array]] | None:
     """Positions of this side's rows the query keeps (all of them, or with a LIMIT its first limit + offset
     in query order, plus ties of the first sort key), and their sort-key values."""
     column = _resolver(s)
-    n = len(s)
-    mask = where_mask(where, column, n, item).to_numpy(zero_copy_only=False) if n else np.zeros(0, bool)
+    mask = _mask(s, where, items)
     want = None if plan.limit is None else plan.limit + (plan.offset or 0)
     if not sort:
         hits = np.flatnonzero(mask)
@@ -144,14 +186,14 @@ def _side_hits(s: SideRows, where: exp.Expression | None, sort: tuple[exp.Expres
     if want is not None and isinstance(first, exp.Column) and not item_parts(first):
         column(first)  # a column this side has, else Unsupported
         order, sorted_keys = s.order(f"{first.table}.{first.name}", plan.desc[0],
-                                     lambda: sortable(sort_key(first, column, item)))
+                                     lambda: sortable(sort_key(first, column)))
         hits = _first_in_order(order, sorted_keys, mask, want, len(sort) > 1)
     else:
         hits = np.flatnonzero(mask)
         if len(hits) > MAX_SORTED:
             return None
-    keys = [_values(e, column, item, hits) for e in sort]
-    return hits, keys
+    sub, item = _resolver(s, hits), items.for_side(s, hits)
+    return hits, [_values(e, sub, item, len(hits)) for e in sort]
 
 
 def _first_in_order(order: np.ndarray, sorted_keys: np.ndarray, mask: np.ndarray, want: int,
@@ -177,12 +219,10 @@ def _first_in_order(order: np.ndarray, sorted_keys: np.ndarray, mask: np.ndarray
     return order[idx].astype(np.int64)
 
 
-def _values(e: exp.Expression, column, item, hits: np.ndarray) -> pa.Array:
-    """A sort key's values at ``hits`` (plain arrays: the sides' values are ranked together later)."""
+def _values(e: exp.Expression, column, item, n: int) -> pa.Array:
+    """A sort key's values at the rows ``column`` reads (plain arrays: the sides are ranked together later)."""
     v = sort_key(e, column, item)
-    if isinstance(v, pa.Scalar):
-        return pa.repeat(v, len(hits))
-    return v.take(pa.array(hits, pa.int64()))
+    return pa.repeat(v, n) if isinstance(v, pa.Scalar) else v
 
 
 def _assemble(copy: ObjectCopy, picked: list, plan: ObjectPlan) -> pa.Table:

@@ -134,9 +134,9 @@ def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None
     return execute(ds, compiled)
 
 
-def _read_item_values(ds: "Dataset", select: exp.Expression) -> pa.Table:
+def _read_item_values(ds: "Dataset", sql: str) -> pa.Table:
     try:
-        return ds.ws.store.arrow(to_sql(select, "duckdb"))
+        return ds.ws.store.arrow(sql)
     except duckdb.Error as e:  # the plain SQL path reports it as the query's error
         raise Unsupported(str(e)) from None
 

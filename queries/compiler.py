@@ -10,6 +10,7 @@ mapped to one of our own column expressions. Nothing the user typed is ever pars
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +44,25 @@ class CompiledQuery:
 
     Attributes:
         target: items | objects.
-        expression: the SELECT (a sqlglot tree; run ``sql()`` for text).
+        expression: the SELECT (a sqlglot tree; run ``sql()`` for text); object queries build it on first use.
     """
 
     target: str
-    expression: exp.Expression
+    built: Any  # the SELECT, or (object queries) a function that builds it when first asked for
     text: str = ""
     run: str | None = None
     plan: ObjectPlan | None = None  # object queries: the filter and order per side, for object_scan
     _cache: dict = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def expression(self) -> exp.Expression:
+        """The SELECT (object queries answered from the in-memory copy never need it)."""
+        if callable(self.built):
+            with self._lock:
+                if callable(self.built):
+                    self.built = self.built()
+        return self.built
 
     def sql(self, dialect: str = "duckdb", pretty: bool = False) -> str:
         key = (dialect, pretty)
@@ -494,8 +505,8 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         oscope = ObjectScope(ctx, "gt", run_info)
         parts = parts_for(oscope)
         sides.append(build_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
-    expression = objects_query(sides, desc, n, off, ctx.aggs, projection)
-    return CompiledQuery(target, expression, text, run, plan_of(sides, desc, n, off, ctx.aggs))
+    plan = plan_of(sides, desc, n, off, ctx.aggs)
+    return CompiledQuery(target, lambda: objects_query(sides, desc, n, off, ctx.aggs, projection), text, run, plan)
 
 
 def _where(v: Val | None) -> exp.Expression | None:

@@ -477,6 +477,38 @@ def test_a_write_drops_the_copy(tmp_path):
         ws.close()
 
 
+def test_item_level_values_follow_item_writes(tmp_path):
+    """Item-level parts (metadata, slices, per-item counts) are kept with the copy: a write to items, a slice
+    or labels shows in the next queries."""
+    ws, ds, _ = _small(tmp_path)
+    try:
+        queries = [("item.metadata.k >= 2", "r"), ('slice("s") AND confidence > 0.5', "r"),
+                   ("item.annotations.count >= 3 ORDER BY x LIMIT 3", None), ("item.predictions.fp > 0", "r")]
+        ds.create_slice("s", reference_ids=["i1"])
+
+        def check():
+            for dsl, run in queries:
+                for _ in range(2):  # the second reads the cached item-level values
+                    got, want, calls = fast_and_sql(ds, dsl, run)
+                    assert_same(got, want, dsl)
+                    assert calls == [True], dsl
+        check()
+        assert {r["reference_id"] for r in ds.query_objects("item.metadata.k >= 2", run="r").to_pylist()} == {"i2", "i3"}
+        ws.sql("UPDATE items SET metadata = '{\"k\": 9}' WHERE reference_id = 'i0'")
+        assert {r["reference_id"] for r in ds.query_objects("item.metadata.k >= 2", run="r").to_pylist()} == \
+            {"i0", "i2", "i3"}
+        check()
+        ds.get_slice("s").append(["i2"])
+        assert {r["reference_id"] for r in ds.query_objects('slice("s")', run="r").to_pylist()} == {"i1", "i2"}
+        check()
+        ds.annotate([engine.BoxAnnotation("car", "i1", x=100, y=100, width=5, height=5, annotation_id="g1x"),
+                     engine.BoxAnnotation("car", "i1", x=120, y=100, width=5, height=5, annotation_id="g1y")])
+        assert "i1" in {r["reference_id"] for r in ds.query_objects("item.annotations.count >= 3").to_pylist()}
+        check()
+    finally:
+        ws.close()
+
+
 def test_copies_follow_the_store_generation(tmp_path):
     """The copy in use is always of the store's current generation, and each (dataset, run) has its own."""
     ws, ds, _ = _small(tmp_path)
