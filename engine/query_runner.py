@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import functools
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -106,17 +107,22 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
                 offset: int | None = None) -> pa.Table:
     """Items matching ``dsl``: the filter runs in DuckDB; the rows come from the dataset's in-memory copy
     when there is one for the current data (engine/item_cache.py), else from the same SQL with all columns."""
-    compiled = compile_for(ds, dsl, "items", run, order_by, limit, offset)  # names and types checked here
     store = ds.ws.store
     entry = item_cache.rows_for(store, ds.id)
     if entry is not None:
-        keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
+        # the filter's item ids (names and types checked here); without an ORDER BY of the query's own the
+        # rows are by item_id: DuckDB returns them in any order (sorted here) unless a LIMIT needs the order
+        keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="ids")
+        if keys.user_order:
+            keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
         ids = execute(ds, keys).column(0)
+        if not keys.user_order:
+            ids = pa.array(np.sort(ids.to_numpy()))
         if store.generation == entry.generation:  # nothing wrote since the copy: ids and copy agree
             rows = item_cache.take(entry, ids)
             if rows is not None:
                 return rows
-    return execute(ds, compiled)
+    return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))
 
 
 def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None,

@@ -52,6 +52,7 @@ class CompiledQuery:
     text: str = ""
     run: str | None = None
     plan: ObjectPlan | None = None  # object queries: the filter and order per side, for object_scan
+    user_order: bool = False  # item queries: an ORDER BY of the query's own (else rows are by item_id)
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -478,7 +479,7 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         n, off = parts.limit or (None, None)
         expression = items_query(where, [(v.sql, d) for v, d in parts.order], n, off, ctx.aggs, scope.used_ctes,
                                  projection)
-        return CompiledQuery(target, expression, text, run)
+        return CompiledQuery(target, expression, text, run, user_order=bool(parts.order))
 
     run_info = ctx.default_run
     limited = projection == "ids" or limit is not None or offset is not None
