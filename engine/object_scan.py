@@ -8,6 +8,7 @@ is the table the SQL returns (tests/unit/test_object_scan.py checks they are equ
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
@@ -21,6 +22,7 @@ from queries.objects import ObjectPlan
 
 from .object_cache import ObjectCopy, SideRows
 
+PARALLEL_ROWS = 8192  # results at least this long take their columns on two threads
 MAX_SORTED = 200_000  # more matching rows than this with a computed sort key: DuckDB sorts faster
 _BASE = {"gt": "a", "prediction": "p"}
 _MATCH_COLUMNS = ("iou", "best_iou", "status", "error_type")
@@ -241,10 +243,16 @@ def _assemble(copy: ObjectCopy, picked: list, plan: ObjectPlan) -> pa.Table:
         v = sortable(_concat([k[j] for k in keys]))
         null = np.isnan(v)
         sort_cols.append((null, np.where(null, 0.0, -v if desc else v)))
-    lex = [np.concatenate(key), np.concatenate(src), np.concatenate(item)]
-    for null, v in reversed(sort_cols):
-        lex += [v, null]
-    order = np.lexsort(lex) if len(pos_all) else np.zeros(0, np.int64)
+    nonempty = sum(1 for (hits, _), _ in picked if len(hits))
+    if not sort_cols and nonempty <= 1:
+        order = np.arange(len(pos_all))  # one side's hits, already in (item_id, key) order
+    elif not sort_cols:  # two sides, each in order: by item_id, ground truth (listed first) first: stable
+        order = np.argsort(np.concatenate(item), kind="stable")
+    else:
+        lex = [np.concatenate(key), np.concatenate(src), np.concatenate(item)]
+        for null, v in reversed(sort_cols):
+            lex += [v, null]
+        order = np.lexsort(lex) if len(pos_all) else np.zeros(0, np.int64)
     start = plan.offset or 0
     order = order[start:] if plan.limit is None else order[start:start + plan.limit]
     side_of = np.concatenate(src)[order] if len(order) else np.zeros(0, np.int8)
@@ -257,12 +265,25 @@ def _assemble(copy: ObjectCopy, picked: list, plan: ObjectPlan) -> pa.Table:
         inverse = np.empty(len(slots), np.int64)
         inverse[slots] = np.arange(len(slots))
         inverse = pa.array(inverse, pa.int64())
-    columns = []
-    for f in copy.schema:
+    def output(f: pa.Field) -> pa.Array:
         parts = [_plain(s.column(f.name).take(t)) for s, t in takes]
         c = parts[0] if len(parts) == 1 else pa.concat_arrays(parts).take(inverse)
-        columns.append(c if c.type == f.type else c.cast(f.type))
+        return c if c.type == f.type else c.cast(f.type)
+    if len(chosen) >= PARALLEL_ROWS:  # Arrow's take releases the GIL: columns on two threads
+        columns = list(_pool().map(output, copy.schema))
+    else:
+        columns = [output(f) for f in copy.schema]
     return pa.Table.from_arrays(columns, schema=copy.schema)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loupe-take")
+    return _POOL
 
 
 def _concat(arrays: list[pa.Array]) -> pa.Array:
