@@ -8,6 +8,7 @@ is the table the SQL returns (tests/unit/test_object_scan.py checks they are equ
 """
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -277,13 +278,15 @@ def _assemble(copy: ObjectCopy, picked: list, plan: ObjectPlan) -> pa.Table:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loupe-take")
-    return _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="loupe-take")
+        return _POOL
 
 
 def _concat(arrays: list[pa.Array]) -> pa.Array:

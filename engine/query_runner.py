@@ -132,10 +132,11 @@ def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None
     compiled = compile_for(ds, dsl, "objects", run, order_by, limit, offset)  # names and types checked here
     if compiled.plan is not None:
         name = run_name(run)
-        copy = object_cache.copy_for(ds.ws.store, ds.id, name, lambda: _all_objects(ds, name))
-        if copy is not None and ds.ws.store.generation == copy.generation:
-            rows = object_scan.run(copy, compiled.plan, lambda sel: _read_item_values(ds, sel))
-            if rows is not None:
+        store = ds.ws.store
+        copy = object_cache.copy_for(store, ds.id, name, lambda: _all_objects(ds, name))
+        if copy is not None and store.generation == copy.generation:
+            rows = object_scan.run(copy, compiled.plan, lambda sql: _read_item_values(ds, sql))
+            if rows is not None and store.generation == copy.generation:  # item values read from the same data
                 return rows
     return execute(ds, compiled)
 
