@@ -112,14 +112,14 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
     if entry is not None:
         # the filter's item ids (names and types checked here); without an ORDER BY of the query's own the
         # rows are by item_id: DuckDB returns them in any order (sorted here) unless a LIMIT needs the order
-        keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="ids")
+        keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="candidates")
         if keys.user_order:
             keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
         ids = execute(ds, keys).column(0)
         if not keys.user_order:
             ids = pa.array(np.sort(ids.to_numpy()))
         if store.generation == entry.generation:  # nothing wrote since the copy: ids and copy agree
-            rows = item_cache.take(entry, ids)
+            rows = item_cache.take(entry, ids)  # None if an id is not an item of the dataset
             if rows is not None:
                 return rows
     return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))

@@ -93,6 +93,21 @@ def _outer_columns(e: exp.Expression) -> list[exp.Column]:
     return out
 
 
+def only_reads(e: exp.Expression, table: str) -> bool:
+    """Every column of ``e`` is of ``table`` and nothing in it is a nested SELECT."""
+    return next(e.find_all(*_NESTED), None) is None and all(c.table == table for c in _outer_columns(e))
+
+
+def never_true_without(e: exp.Expression, table: str) -> bool:
+    """Is the filter ``e`` (reading ``table`` only) false or NULL when every column of ``table`` is NULL,
+    i.e. for an item the per-item table has no row for? (Then only the table's rows can match.)"""
+    try:
+        v = evaluate(e, lambda c: pa.scalar(None, pa.null()))
+    except Unsupported:
+        return False
+    return isinstance(v, pa.Scalar) and not (v.is_valid and v.as_py() is True)
+
+
 def _item_level(e: exp.Expression) -> bool:
     cols = _outer_columns(e)
     nested = next(e.find_all(*_NESTED), None) is not None
@@ -163,8 +178,13 @@ def _eval_node(e: exp.Expression, ev: Callable[[exp.Expression], "pa.Array | pa.
     if t in _ARITH:
         a, b = _number(ev(e.this)), _number(ev(e.expression))
         if not (_is_float(a) or _is_float(b)):
-            raise Unsupported("integer arithmetic")  # DuckDB raises on overflow
+            return _int_arith(t, a, b)
         return _ARITH[t](_as_float(a), _as_float(b))
+    if t is exp.Coalesce:
+        values = [ev(x) for x in [e.this, *e.expressions]]
+        if not all(isinstance(v, pa.Scalar) for v in values):
+            raise Unsupported("COALESCE of columns")
+        return next((v for v in values if v.is_valid), values[-1])
     if t is exp.Div:
         return pc.divide(_as_float(_number(ev(e.this))), _as_float(_number(ev(e.expression))))
     if t in _UNARY:
@@ -186,6 +206,19 @@ def _eval_node(e: exp.Expression, ev: Callable[[exp.Expression], "pa.Array | pa.
         same = pc.fill_null(_compare(pc.equal, a, b), False)
         return pc.if_else(same, pa.scalar(None, a.type), a)
     raise Unsupported(t.__name__)
+
+
+def _int_arith(t: type, a: "pa.Array | pa.Scalar", b: "pa.Array | pa.Scalar") -> pa.Scalar:
+    """Integer + - * of constants (exact in Python; DuckDB raises past BIGINT, so that is Unsupported)."""
+    if not (isinstance(a, pa.Scalar) and isinstance(b, pa.Scalar)):
+        raise Unsupported("integer arithmetic on columns")  # DuckDB raises on overflow
+    if not (a.is_valid and b.is_valid):
+        return pa.scalar(None, pa.int64())
+    x, y = a.as_py(), b.as_py()
+    v = x + y if t is exp.Add else x - y if t is exp.Sub else x * y
+    if not -2**63 <= v < 2**63:
+        raise Unsupported("BIGINT overflow")
+    return pa.scalar(v, pa.int64())
 
 
 def _literal(e: exp.Literal) -> pa.Scalar:

@@ -425,7 +425,8 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
         order_by: ORDER BY list in DSL syntax (``"iou ASC, confidence DESC"``); replaces the query's own.
         limit, offset: replace the query's LIMIT / OFFSET.
         projection: "rows" (user columns), "ids" (item_id; objects also ann_key, pred_key; any order) or,
-            for items, "keys" (item_id in the order of the rows).
+            for items, "keys" (item_id in the order of the rows) or "candidates" (item ids in any order,
+            possibly read from the one per-item table the filter reads: may hold ids that are not items).
         strict: refuse unknown labels and metadata keys (stored slices re-evaluate with strict=False).
 
     Raises:

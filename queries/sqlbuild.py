@@ -336,7 +336,13 @@ def item_projection(projection: str) -> list[exp.Expression]:
 def items_query(where: exp.Expression | None, order: list[tuple[exp.Expression, bool]], limit: int | None,
                 offset: int | None, aggs: Aggregates, used: list[str], projection: str = "rows") -> exp.Select:
     """The item-level SELECT (``projection``: rows = the ``ds.items()`` columns, ids = item_id in any order,
-    keys = item_id in the rows' order)."""
+    keys = item_id in the rows' order, candidates = like ids, but read from the one per-item table the
+    filter reads when an item without a row there cannot match; the caller checks every id is an item)."""
+    if projection == "candidates":
+        short = _from_one_table(where, used, limit, offset, aggs)
+        if short is not None:
+            return short
+        projection = "ids"
     sel = exp.select(*item_projection(projection)).from_(table("items", "i"), copy=False)
     sel = join_aggregates(sel, used, col("item_id", "i"))
     conds = [eq(col("dataset_id", "i"), aggs.dataset_id.copy())]
@@ -348,6 +354,22 @@ def items_query(where: exp.Expression | None, order: list[tuple[exp.Expression, 
         sel = sel.order_by(*keys, copy=False)
     sel = _limit(sel, limit, offset)
     return with_ctes(sel, aggs.ctes())
+
+
+def _from_one_table(where: exp.Expression | None, used: list[str], limit: int | None, offset: int | None,
+                    aggs: Aggregates) -> exp.Select | None:
+    """``SELECT t.item_id FROM t WHERE <filter>`` when the filter reads one per-item CTE ``t`` only and is
+    not true for an item ``t`` has no row for (``annotations.car >= 2``, ``predictions.fp > 0``): no join
+    with every item (label arithmetic on 100k items: 11 -> 7 ms)."""
+    from .arrow_eval import never_true_without, only_reads  # pyarrow, only needed here
+
+    if where is None or len(used) != 1 or not only_reads(where, used[0]) or not never_true_without(where, used[0]):
+        return None
+    t = used[0]
+    sel = exp.select(col("item_id", t)).from_(table(t), copy=False).where(where, copy=False)
+    if limit is not None or offset:
+        sel = sel.order_by(ordered(col("item_id", t), False), copy=False)
+    return with_ctes(_limit(sel, limit, offset), aggs.ctes())
 
 
 def _limit(sel: exp.Select, limit: int | None, offset: int | None) -> exp.Select:

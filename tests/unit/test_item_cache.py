@@ -21,6 +21,15 @@ QUERIES = [
     ("annotations.count > 1000", None, {}),  # no rows
     ("predictions.fp >= 1", "r1", {"order_by": "predictions.fp DESC"}),
     ("", None, {"limit": 0}),
+    # read from the one per-item table when an item without a row there cannot match (and not otherwise)
+    ("annotations.car = 0", None, {}),
+    ("annotations.car < 1", None, {"limit": 5}),
+    ("annotations.truck + annotations.bus >= 1", None, {"limit": 3, "offset": 1}),
+    ("predictions.fp + 1 > 1", "r1", {}),
+    ('metadata.camera = "rear"', None, {}),
+    ('NOT metadata.camera = "rear"', None, {}),
+    ("metadata.camera IS NULL", None, {}),
+    ("predictions.fn > 0 OR predictions.fn IS NULL", "r1", {}),
 ]
 
 
