@@ -93,14 +93,14 @@ def _outer_columns(e: exp.Expression) -> list[exp.Column]:
     return out
 
 
-def only_reads(e: exp.Expression, table: str) -> bool:
-    """Every column of ``e`` is of ``table`` and nothing in it is a nested SELECT."""
-    return next(e.find_all(*_NESTED), None) is None and all(c.table == table for c in _outer_columns(e))
+def only_reads(e: exp.Expression, tables: list[str]) -> bool:
+    """Every column of ``e`` is of one of ``tables`` and nothing in it is a nested SELECT."""
+    return next(e.find_all(*_NESTED), None) is None and all(c.table in tables for c in _outer_columns(e))
 
 
-def never_true_without(e: exp.Expression, table: str) -> bool:
-    """Is the filter ``e`` (reading ``table`` only) false or NULL when every column of ``table`` is NULL,
-    i.e. for an item the per-item table has no row for? (Then only the table's rows can match.)"""
+def never_true_without(e: exp.Expression) -> bool:
+    """Is the filter ``e`` false or NULL when every column it reads is NULL, i.e. for an item the per-item
+    tables it reads have no row for? (Then only their rows can match.)"""
     try:
         v = evaluate(e, lambda c: pa.scalar(None, pa.null()))
     except Unsupported:

@@ -426,7 +426,7 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
         limit, offset: replace the query's LIMIT / OFFSET.
         projection: "rows" (user columns), "ids" (item_id; objects also ann_key, pred_key; any order) or,
             for items, "keys" (item_id in the order of the rows) or "candidates" (item ids in any order,
-            possibly read from the one per-item table the filter reads: may hold ids that are not items).
+            possibly read from the per-item tables the filter reads: may hold ids that are not items).
         strict: refuse unknown labels and metadata keys (stored slices re-evaluate with strict=False).
 
     Raises:

@@ -30,6 +30,10 @@ QUERIES = [
     ('NOT metadata.camera = "rear"', None, {}),
     ("metadata.camera IS NULL", None, {}),
     ("predictions.fn > 0 OR predictions.fn IS NULL", "r1", {}),
+    ('metadata.camera = "rear" AND annotations.count > 2', None, {}),
+    ('metadata.camera = "rear" OR annotations.car > 0', None, {"limit": 9}),
+    ("predictions.fp > 0 OR annotations.truck > 0", "r1", {}),
+    ("predictions.fp > 0 OR annotations.truck = 0", "r1", {}),
 ]
 
 
@@ -188,3 +192,24 @@ def test_copies_of_a_store_share_one_budget_and_stale_ones_are_freed(tmp_path, m
     assert a.query("metadata.k >= 39").column("reference_id").to_pylist() == ["a39"]
     assert all(e.value is None for e in item_cache.COPIES.entries[ws.store].values())  # stale rows freed
     ws.close()
+
+
+@pytest.mark.parametrize("dsl,run,alone", [
+    ("annotations.pedestrian >= 1", None, True),
+    ("annotations.truck + annotations.bus >= 1", None, True),
+    ('metadata.camera = "rear" AND annotations.count > 2', None, True),
+    ("predictions.fp > 0", "r1", True),
+    ("annotations.car = 0", None, False),  # true for an item without a car row: every item must be read
+    ("metadata.camera IS NULL", None, False),
+    ("width > 10 AND annotations.car > 0", None, False),  # reads items
+    ('slice("s0") AND annotations.car > 0', None, False),
+])
+def test_candidate_ids_skip_the_items_table_only_when_safe(world, dsl, run, alone):
+    ds = world.ds
+    if dsl.startswith("slice") and "s0" not in [r["name"] for r in ds.slices().to_pylist()]:
+        ds.create_slice("s0", reference_ids=[ds.items().column("reference_id")[0].as_py()])
+    sql = compile_for(ds, dsl, "items", run, projection="candidates").sql()
+    assert ("FROM items" not in sql) == alone, sql
+    ids = sorted(execute(ds, compile_for(ds, dsl, "items", run, projection="candidates")).column(0).to_pylist())
+    want = sorted(execute(ds, compile_for(ds, dsl, "items", run, projection="ids")).column(0).to_pylist())
+    assert ids == want
