@@ -41,6 +41,16 @@ _DERIVED_TOKEN_SQL = _TOKEN_SQL.replace(
      LEFT JOIN label_count_versions lc ON lc.dataset_id = {ds} LEFT JOIN item_value_state iv ON iv.dataset_id = {ds}
 WHERE d.dataset_id""")
 
+# what the metadata schemas are read from: its row count and a sum of hashes (see _get_by_content)
+_ITEM_METADATA_PRINT = """SELECT count(*), sum(hash(CAST(metadata AS VARCHAR))) FROM items
+                          WHERE dataset_id = $ds AND metadata IS NOT NULL"""
+_OBJECT_METADATA_PRINT = """
+SELECT count(*), sum(hash(CAST(metadata AS VARCHAR))) FROM (
+    SELECT metadata FROM annotations WHERE dataset_id = $ds AND valid_to IS NULL AND metadata IS NOT NULL
+    UNION ALL SELECT metadata FROM predictions
+    WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds) AND metadata IS NOT NULL)"""
+
+
 class DuckDBCatalog(Catalog):
     """Catalog of one dataset of a workspace; each part is loaded on first use."""
 
@@ -167,15 +177,46 @@ class DuckDBCatalog(Catalog):
         return frozenset(r[0] for r in rows)
 
     def item_metadata(self) -> MetadataSchema:
-        return self._get("item_metadata", lambda: self._schema(
+        return self._get_by_content("item_metadata", _ITEM_METADATA_PRINT, lambda: self._schema(
             "SELECT DISTINCT json_structure(metadata) FROM items WHERE dataset_id = $ds AND metadata IS NOT NULL"))
 
     def object_metadata(self) -> MetadataSchema:
-        return self._get("object_metadata", lambda: self._schema(
+        return self._get_by_content("object_metadata", _OBJECT_METADATA_PRINT, lambda: self._schema(
             """SELECT DISTINCT json_structure(metadata) FROM annotations
                WHERE dataset_id = $ds AND valid_to IS NULL AND metadata IS NOT NULL
                UNION SELECT DISTINCT json_structure(metadata) FROM predictions
                WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds) AND metadata IS NOT NULL"""))
+
+    def _get_by_content(self, part: str, fingerprint_sql: str, load) -> Any:
+        """A part kept for as long as the content it is read from is the same (metadata types: ~150 ms
+        to read from 100k JSON documents, so not again after every write): validated by a fingerprint of
+        that content (row count and a sum of hashes, ~7 ms), itself read once per store generation."""
+        if part in self._memo:
+            return self._memo[part]
+        if not self._shared():  # a transaction is open: its rows are its own
+            self._memo[part] = load()
+            return self._memo[part]
+        cache = _CACHE.setdefault(self.store, {})
+        shared = not self._fresh
+        generation = getattr(self.store, "generation", None) if shared else None
+        fp_key = (self.dataset_id, part, "fingerprint")
+        hit = cache.get(fp_key)
+        if hit is not None and generation is not None and hit[0] == generation:
+            fingerprint = hit[1]
+        else:
+            fingerprint = tuple(self.store.con.execute(fingerprint_sql, {"ds": self.dataset_id}).fetchone())
+            if generation is not None:
+                cache[fp_key] = (generation, fingerprint)
+        key = (self.dataset_id, part)
+        hit = cache.get(key)
+        if hit is not None and shared and hit[0] == fingerprint:
+            self._served_cached = True
+            value = hit[1]
+        else:
+            value = load()
+            cache[key] = (fingerprint, value)
+        self._memo[part] = value
+        return value
 
     def _schema(self, sql: str) -> MetadataSchema:
         rows = self.store.con.execute(sql, {"ds": self.dataset_id}).fetchall()
