@@ -6,7 +6,8 @@ compiler built for SQL, for the subset where Arrow compute matches DuckDB exactl
 (Kleene AND/OR, NULL-propagating comparisons, SQL ``IN`` with NULLs), IEEE double arithmetic and
 binary string comparison. Anything else raises :class:`Unsupported` and the query runs in DuckDB:
 
-- JSON metadata, subqueries (slices), item-level values, LIKE, string functions, round, ``%``;
+- JSON metadata, subqueries (slices), item-level values, string functions, round, ``%``, LIKE patterns
+  with a backslash (Arrow takes it as an escape, DuckDB does not);
 - integer-only arithmetic (DuckDB raises on overflow);
 - NaN in a compared or sorted value (DuckDB orders NaN above every number and NaN = NaN is true).
 """
@@ -201,11 +202,32 @@ def _eval_node(e: exp.Expression, ev: Callable[[exp.Expression], "pa.Array | pa.
         if isinstance(v, pa.Array) and pc.any(pc.less(v, 0.0)).as_py():
             raise Unsupported("sqrt of a negative number")
         return pc.sqrt(v)
+    if t is exp.Like:
+        return _like(ev(e.this), ev(e.expression), e)
     if t is exp.Nullif:
         a, b = ev(e.this), ev(e.expression)
         same = pc.fill_null(_compare(pc.equal, a, b), False)
         return pc.if_else(same, pa.scalar(None, a.type), a)
     raise Unsupported(t.__name__)
+
+
+def _like(x: "pa.Array | pa.Scalar", pattern: "pa.Array | pa.Scalar", e: exp.Like) -> "pa.Array | pa.Scalar":
+    """``x LIKE 'pattern'`` (% and _ wildcards). DuckDB has no escape character by default and Arrow
+    takes a backslash as one, so a pattern with a backslash (or an ESCAPE clause) runs in DuckDB."""
+    if e.args.get("escape") is not None or not isinstance(pattern, pa.Scalar):
+        raise Unsupported("LIKE with a computed pattern or ESCAPE")
+    if pa.types.is_null(pattern.type) or pa.types.is_null(x.type) or not pattern.is_valid:
+        return pa.nulls(len(x), pa.bool_()) if isinstance(x, pa.Array) else pa.scalar(None, pa.bool_())
+    text = pattern.as_py()
+    if not isinstance(text, str) or "\\" in text:
+        raise Unsupported("LIKE pattern with a backslash")
+    if isinstance(x, pa.Scalar):
+        return pc.match_like(pa.array([x.as_py()], pa.string()), text)[0]
+    if pa.types.is_dictionary(x.type):
+        return pc.match_like(x.dictionary, text).take(x.indices)
+    if not pa.types.is_string(x.type):
+        raise Unsupported("LIKE on a non-string")
+    return pc.match_like(x, text)
 
 
 def _int_arith(t: type, a: "pa.Array | pa.Scalar", b: "pa.Array | pa.Scalar") -> pa.Scalar:

@@ -4,7 +4,8 @@ return exactly the table the SQL path returns: same schema, same rows, same orde
 * a corpus of queries over every object field, NULL-heavy fields, three-valued logic, arithmetic, ORDER BY
   (NULL, string and computed keys), LIMIT / OFFSET (ties at the boundary), the API's keyword arguments,
   with and without a run; each also says whether the fast path must answer it (FAST), must decline it
-  (SQL: object metadata, LIKE, string functions, round, %, object slices); item-level values
+  (SQL: object metadata, LIKE with a backslash or a computed pattern, string functions, round, %, object
+  slices); item-level values
   (item.metadata, item fields, item slices, per-item statistics) are computed per item and answered too;
 * a hypothesis property test over random filters / orders / limits;
 * the copy never outlives a write (API writes, corrections, raw SQL, a re-commit);
@@ -185,10 +186,18 @@ CORPUS = [
     ("iou > 2", {}, FAST, BOTH),
     ('source = "gt" AND source = "prediction"', {}, FAST, BOTH),
     ("", {}, FAST, BOTH),
+    # LIKE with a constant pattern (no backslash)
+    ('label LIKE "t%"', {}, FAST, BOTH),
+    ('label NOT LIKE "%r%" ORDER BY label, iou LIMIT 9', {}, FAST, BOTH),
+    ('annotation_id LIKE "p_%"', {}, FAST, BOTH),
+    ('reference_id LIKE "%1"', {}, FAST, BOTH),
+    ('error_type LIKE "m%" OR status LIKE "_p"', {}, FAST, BOTH),
+    ('item.metadata.camera LIKE "r%" AND label LIKE "%a%"', {}, FAST, BOTH),
     # unsupported: must fall back and still be right
     ("metadata.occluded = true", {}, SQL, BOTH),
     ("metadata.occluded IS NULL AND x > 10", {}, SQL, BOTH),
-    ('label LIKE "t%"', {}, SQL, BOTH),
+    ('label LIKE "t\\\\%"', {}, SQL, BOTH),  # a backslash: Arrow would take it as an escape, DuckDB does not
+    ("label LIKE kind", {}, SQL, BOTH),  # a pattern that is not a constant
     ('lower(label) = "car"', {}, SQL, BOTH),
     ('upper(label) = "CAR"', {}, SQL, BOTH),
     ("length(annotation_id) > 8", {}, SQL, BOTH),
@@ -290,7 +299,13 @@ def str_predicate(draw):
     field = draw(st.sampled_from(sorted(STR_FIELDS)))
     lit = lambda: draw(st.sampled_from(STR_FIELDS[field] + ["NULL"]))  # noqa: E731
     quoted = lambda v: v if v == "NULL" else f'"{v}"'  # noqa: E731
-    form = draw(st.sampled_from(["cmp", "cmp", "in", "notin", "null", "between"]))
+    form = draw(st.sampled_from(["cmp", "cmp", "in", "notin", "null", "between", "like"]))
+    if form == "like":  # patterns from the field's values with wildcards, a few with a backslash
+        v = draw(st.sampled_from(STR_FIELDS[field]))
+        cut = draw(st.integers(0, len(v)))
+        pattern = draw(st.sampled_from([v[:cut] + "%", "%" + v[cut:], "_" + v[1:], v[:cut] + "_%", "%",
+                                        v[:cut] + "\\\\%"]))
+        return f'{field} {draw(st.sampled_from(["LIKE", "NOT LIKE"]))} "{pattern}"'
     if form == "cmp":
         return f"{field} {draw(st.sampled_from(['=', '!=', '<', '>=']))} {quoted(lit())}"
     if form in ("in", "notin"):
