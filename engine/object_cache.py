@@ -33,6 +33,7 @@ COPIES = Copies(int(os.environ.get("LOUPE_OBJECT_CACHE_MB", "512")) * 2**20)
 
 ENCODED = ("source", "kind", "label", "status", "error_type")  # dictionary-encoded (reference_id: by item)
 OUTPUT = OBJECT_OUTPUT + ("item_id",)
+MIN_BYTES_PER_OBJECT = 80  # a copy takes ~120 bytes per object (x, y, w, h, area, iou... and keys)
 MAX_VALUES = 32  # item-level value tables kept per copy (one per distinct item-level filter)
 
 
@@ -105,13 +106,19 @@ class ObjectCopy:
 
 
 def copy_for(store: "Store", dataset_id: int, run: str | None,
-             read: Callable[[], tuple[pa.Table, dict[str, pa.Table]]]) -> ObjectCopy | None:
+             read: Callable[[], tuple[pa.Table, dict[str, pa.Table]]],
+             count: Callable[[], int] | None = None) -> ObjectCopy | None:
     """The (dataset, run) copy at the store's current generation, or None (then query with SQL).
 
     ``read`` gives the dataset's items (item_id, reference_id; by item_id) and per side every object row
     of the query ``""`` with its item_id, ordered by item_id and key (no reference_id: taken from items).
+    ``count`` gives the number of objects: a copy that could not fit the budget is not read at all.
     """
-    return COPIES.get(store, ("objects", dataset_id, run), lambda generation: _build(*read(), generation))
+    def build(generation: int) -> ObjectCopy | None:
+        if count is not None and count() * MIN_BYTES_PER_OBJECT > COPIES.max_bytes:
+            return None  # too large: never read (the budget is checked again on the real size)
+        return _build(*read(), generation)
+    return COPIES.get(store, ("objects", dataset_id, run), build)
 
 
 def _build(items: pa.Table, tables: dict[str, pa.Table], generation: int) -> ObjectCopy:

@@ -133,7 +133,8 @@ def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None
     if compiled.plan is not None:
         name = run_name(run)
         store = ds.ws.store
-        copy = object_cache.copy_for(store, ds.id, name, lambda: _all_objects(ds, name))
+        copy = object_cache.copy_for(store, ds.id, name, lambda: _all_objects(ds, name),
+                                     lambda: _count_objects(ds, name))
         if copy is not None and store.generation == copy.generation:
             rows = object_scan.run(copy, compiled.plan, lambda sql: _read_item_values(ds, sql))
             if rows is not None and store.generation == copy.generation:  # item values read from the same data
@@ -146,6 +147,14 @@ def _read_item_values(ds: "Dataset", sql: str) -> pa.Table:
         return ds.ws.store.arrow(sql)
     except duckdb.Error as e:  # the plain SQL path reports it as the query's error
         raise Unsupported(str(e)) from None
+
+
+def _count_objects(ds: "Dataset", run: str | None) -> int:
+    """Current ground truth of the dataset plus the run's predictions (what a copy of them would hold)."""
+    return int(ds.ws.store.scalar(
+        """SELECT (SELECT count(*) FROM annotations WHERE dataset_id = $ds AND valid_to IS NULL)
+                + (SELECT count(*) FROM predictions p JOIN runs r USING (run_id)
+                   WHERE r.dataset_id = $ds AND r.name IS NOT DISTINCT FROM $run)""", {"ds": ds.id, "run": run}))
 
 
 def _all_objects(ds: "Dataset", run: str | None) -> tuple[pa.Table, dict[str, pa.Table]]:

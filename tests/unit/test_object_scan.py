@@ -562,6 +562,30 @@ def test_no_budget_no_fast_path(monkeypatch, budget):
         object_cache.forget(W.ds.ws.store)
 
 
+def test_a_copy_too_large_for_the_budget_is_never_read(monkeypatch):
+    """The object count is checked against the budget before any row is read (a 10M-object run on the
+    default budget costs a count, not a full read per write)."""
+    from engine import query_runner
+
+    reads: list = []
+    real = query_runner._all_objects
+    monkeypatch.setattr(query_runner, "_all_objects", lambda ds, run: reads.append(run) or real(ds, run))
+    store = W.ds.ws.store
+    try:
+        monkeypatch.setattr(object_cache.COPIES, "max_bytes", 1000)  # fewer bytes than the objects need
+        object_cache.forget(store)
+        for _ in range(3):
+            assert_same(W.ds.query_objects("iou > 0.6", run="r1"), sql_path(W.ds, "iou > 0.6", "r1"))
+        assert reads == []
+        monkeypatch.setattr(object_cache.COPIES, "max_bytes", 512 * 2**20)
+        object_cache.forget(store)
+        for _ in range(3):
+            W.ds.query_objects("iou > 0.6", run="r1")
+        assert reads == ["r1"]  # built once, by the second query
+    finally:
+        object_cache.forget(store)
+
+
 # -- NaN ------------------------------------------------------------------------------------------------
 
 def test_nan_values_run_in_duckdb(tmp_path):
