@@ -13,6 +13,8 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Hashable
 
+import numpy as np
+
 if TYPE_CHECKING:
     from .store import Store
 
@@ -86,3 +88,11 @@ def forget_all(store: "Store") -> None:
     """Free every copy of a store (it is closing)."""
     for c in _ALL:
         c.forget(store)
+
+
+def positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of ``wanted`` is in the sorted ``ids``, and whether it is there at all."""
+    if len(ids) == 0:
+        return np.zeros(len(wanted), np.int64), np.zeros(len(wanted), bool)
+    pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+    return pos, ids[pos] == wanted

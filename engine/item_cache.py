@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from .copies import Copies
+from .copies import Copies, positions
 
 if TYPE_CHECKING:
     from .store import Store
@@ -54,12 +54,8 @@ def _build(store: "Store", dataset_id: int, generation: int) -> _Entry:
 def take(entry: "_Entry", ids: pa.ChunkedArray | pa.Array) -> pa.Table | None:
     """The rows of ``ids`` (in that order); None if an id is not in the copy (then read with SQL)."""
     want = ids.to_numpy() if isinstance(ids, pa.Array) else np.asarray(ids.to_numpy())
-    assert entry.ids is not None and entry.rows is not None
-    if len(entry.ids) == 0:
-        return entry.rows.slice(0, 0) if len(want) == 0 else None
-    pos = np.searchsorted(entry.ids, want)
-    pos = np.minimum(pos, len(entry.ids) - 1)
-    if len(want) and not np.array_equal(entry.ids[pos], want):
+    pos, found = positions(entry.ids, want)
+    if not found.all():
         return None
     return entry.rows.take(pa.array(pos, pa.int64()))
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from queries.sqlbuild import OBJECT_OUTPUT
 
-from .copies import Copies
+from .copies import Copies, positions
 
 if TYPE_CHECKING:
     from .store import Store
@@ -128,8 +128,7 @@ def _build(items: pa.Table, tables: dict[str, pa.Table], generation: int) -> Obj
     schema = None
     for side, table in tables.items():
         item_id = table.column("item_id").to_numpy()
-        pos = np.minimum(np.searchsorted(ids, item_id), max(len(ids) - 1, 0))
-        found = ids[pos] == item_id if len(ids) else np.zeros(len(item_id), bool)
+        pos, found = positions(ids, item_id)
         if not found.all():  # an object whose item is gone: the SQL's join to items drops it too
             table, pos = table.filter(pa.array(found)), pos[found]
             item_id = item_id[found]

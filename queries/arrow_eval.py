@@ -6,9 +6,10 @@ compiler built for SQL, for the subset where Arrow compute matches DuckDB exactl
 (Kleene AND/OR, NULL-propagating comparisons, SQL ``IN`` with NULLs), IEEE double arithmetic and
 binary string comparison. Anything else raises :class:`Unsupported` and the query runs in DuckDB:
 
-- JSON metadata, subqueries (slices), item-level values, string functions, round, ``%``, LIKE patterns
-  with a backslash (Arrow takes it as an escape, DuckDB does not);
-- integer-only arithmetic (DuckDB raises on overflow);
+- JSON metadata, subqueries (object slices), string functions, round, ``%``, LIKE patterns with a
+  backslash (Arrow takes it as an escape, DuckDB does not); item-level parts (:func:`item_parts`) are
+  evaluated only through the caller's ``item`` function (per item, in DuckDB);
+- integer arithmetic on columns (DuckDB raises on overflow; constants are computed exactly);
 - NaN in a compared or sorted value (DuckDB orders NaN above every number and NaN = NaN is true).
 """
 from __future__ import annotations
@@ -20,10 +21,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlglot import exp
 
+from .sqlbuild import NESTED, outer_columns
+
 ColumnFn = Callable[[exp.Column], pa.Array]
 ItemFn = Callable[[exp.Expression], "pa.Array | pa.Scalar"]
 _OBJECT_ALIASES = ("a", "p", "m")
-_NESTED = (exp.Select, exp.Subquery, exp.Union)
 
 
 class Unsupported(Exception):
@@ -80,23 +82,9 @@ def is_item_column(c: exp.Column) -> bool:
     return (c.table == "i" and c.name != "reference_id") or c.table.startswith("__") or (c.name == "item_id" and c.table in _OBJECT_ALIASES)
 
 
-def _outer_columns(e: exp.Expression) -> list[exp.Column]:
-    """Columns of ``e`` outside nested SELECTs (our subqueries are never correlated)."""
-    out, stack = [], [e]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, exp.Column):
-            out.append(node)
-            continue
-        if isinstance(node, _NESTED):
-            continue
-        stack.extend(node.iter_expressions())
-    return out
-
-
 def only_reads(e: exp.Expression, tables: list[str]) -> bool:
     """Every column of ``e`` is of one of ``tables`` and nothing in it is a nested SELECT."""
-    return next(e.find_all(*_NESTED), None) is None and all(c.table in tables for c in _outer_columns(e))
+    return next(e.find_all(*NESTED), None) is None and all(c.table in tables for c in outer_columns(e))
 
 
 def never_true_without(e: exp.Expression) -> bool:
@@ -110,8 +98,8 @@ def never_true_without(e: exp.Expression) -> bool:
 
 
 def _item_level(e: exp.Expression) -> bool:
-    cols = _outer_columns(e)
-    nested = next(e.find_all(*_NESTED), None) is not None
+    cols = outer_columns(e)
+    nested = next(e.find_all(*NESTED), None) is not None
     return (bool(cols) or nested) and all(is_item_column(c) for c in cols)
 
 
@@ -121,7 +109,7 @@ def item_parts(e: exp.Expression | None) -> list[exp.Expression]:
         return []
     if _item_level(e) and not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)):
         return [e]
-    return [p for child in e.iter_expressions() if not isinstance(child, _NESTED) for p in item_parts(child)]
+    return [p for child in e.iter_expressions() if not isinstance(child, NESTED) for p in item_parts(child)]
 
 
 def _eval(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None) -> "pa.Array | pa.Scalar":

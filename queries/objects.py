@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from sqlglot import exp
 
 from .scopes import OBJ, Context, ObjectScope
-from .sqlbuild import (Aggregates, Side, cast, col, in_subquery, join_aggregates, run_id_expr, table,
-                       threshold_expr, with_ctes)
+from .sqlbuild import (Aggregates, Side, cast, col, in_subquery, join_aggregates, outer_columns, NESTED, run_id_expr,
+                       table, threshold_expr, with_ctes)
 
 
 def retarget(e: exp.Expression, to: str) -> exp.Expression:
@@ -99,10 +99,8 @@ class ObjectPlan:
         used: list[str] = []
         on_items = False
         for part in parts:
-            on_items |= next(part.find_all(exp.Select, exp.Subquery, exp.Union), None) is not None
-            for c in list(part.find_all(exp.Column)):
-                if not _outer(c, part):
-                    continue
+            on_items |= next(part.find_all(*NESTED), None) is not None
+            for c in outer_columns(part):
                 if c.name == "item_id" and c.table in ("a", "p", "m", "i"):
                     c.replace(col("item_id", "i"))
                     on_items = True
@@ -129,16 +127,6 @@ class ObjectPlan:
         sel = join_aggregates(sel, used, col("item_id", "i"))
         sel = sel.where(exp.EQ(this=col("dataset_id", "i"), expression=self.aggs.dataset_id.copy()), copy=False)
         return with_ctes(sel, self.aggs.ctes())
-
-
-def _outer(c: exp.Column, root: exp.Expression) -> bool:
-    """``c`` is not inside a nested SELECT of ``root``."""
-    node = c.parent
-    while node is not None and node is not root:
-        if isinstance(node, (exp.Select, exp.Subquery, exp.Union)):
-            return False
-        node = node.parent
-    return True
 
 
 def plan_of(sides: list[Side], desc: list[bool], limit: int | None, offset: int | None,

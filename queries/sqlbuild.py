@@ -70,6 +70,21 @@ def output(e: exp.Expression, name: str, first: bool = True) -> exp.Expression:
     return alias(e, name)
 
 
+NESTED = (exp.Select, exp.Subquery, exp.Union)
+
+
+def outer_columns(e: exp.Expression) -> list[exp.Column]:
+    """Columns of ``e`` outside nested SELECTs (Loupe's subqueries are never correlated)."""
+    out, stack = [], [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, exp.Column):
+            out.append(node)
+        elif not isinstance(node, NESTED):
+            stack.extend(node.iter_expressions())
+    return out
+
+
 def in_subquery(e: exp.Expression, select: exp.Expression) -> exp.In:
     return exp.In(this=e, query=exp.Subquery(this=select))
 
@@ -289,12 +304,13 @@ class Aggregates:
             table("item_counts", "a"), copy=False).where(and_all(where), copy=False)
 
 
-def full_join_on_item(sources: list[tuple[exp.Expression, str, str, str]]) -> exp.Select:
+def full_join_on_item(sources: list[tuple[exp.Expression, str, str | None, str | None]]) -> exp.Select:
     """Per-item values from several scans with at most one row per item, side by side:
     ``SELECT COALESCE(t0.item_id, t1.item_id, ...) AS item_id, t0.v AS a0, ... FROM t0 FULL JOIN t1 ...``.
 
-    ``sources``: (FROM expression, its alias, value column, output name). An item missing from a scan gets
-    NULL there (callers COALESCE counts to 0). Measured faster than one LEFT JOIN per count or one GROUP BY.
+    ``sources``: (FROM expression, its alias, value column, output name; value column None: item_id only).
+    An item missing from a scan gets NULL there (callers COALESCE counts to 0). Measured faster than one
+    LEFT JOIN per count or one GROUP BY.
     """
     keys = [col("item_id", t) for _, t, _, _ in sources]
 
@@ -302,7 +318,8 @@ def full_join_on_item(sources: list[tuple[exp.Expression, str, str, str]]) -> ex
         first, *rest = [i.copy() for i in ids]
         return exp.Coalesce(this=first, expressions=rest) if rest else first
 
-    sel = exp.select(alias(any_of(keys), "item_id"), *[alias(col(v, t), out) for _, t, v, out in sources])
+    sel = exp.select(alias(any_of(keys), "item_id"),
+                     *[alias(col(v, t), out) for _, t, v, out in sources if v is not None])
     sel = sel.from_(sources[0][0], copy=False)
     for k in range(1, len(sources)):
         sel.append("joins", exp.Join(this=sources[k][0], on=eq(keys[k].copy(), any_of(keys[:k])), side="FULL"))
@@ -367,13 +384,7 @@ def _from_item_tables(where: exp.Expression | None, used: list[str], limit: int 
 
     if where is None or not used or not only_reads(where, used) or not never_true_without(where):
         return None
-    keys = [col("item_id", t) for t in used]
-    item = keys[0] if len(keys) == 1 else exp.Coalesce(this=keys[0].copy(), expressions=[k.copy() for k in keys[1:]])
-    sel = exp.select(alias(item, "item_id")).from_(table(used[0]), copy=False)
-    for k in range(1, len(used)):
-        seen = keys[0].copy() if k == 1 else exp.Coalesce(this=keys[0].copy(), expressions=[x.copy() for x in keys[1:k]])
-        sel.append("joins", exp.Join(this=table(used[k]), on=eq(keys[k].copy(), seen), side="FULL"))
-    sel = sel.where(where, copy=False)
+    sel = full_join_on_item([(table(t), t, None, None) for t in used]).where(where, copy=False)
     if limit is not None or offset:
         sel = sel.order_by(ordered(col("item_id"), False), copy=False)
     return with_ctes(_limit(sel, limit, offset), aggs.ctes())
