@@ -28,8 +28,10 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import engine  # noqa: E402
-from engine import item_values, label_counts, match_counts, object_cache, query_catalog  # noqa: E402
-from engine.query_catalog import DuckDBCatalog  # noqa: E402
+from engine.execution import catalog as query_catalog  # noqa: E402
+from engine.execution import object_cache  # noqa: E402
+from engine.store import item_values, label_counts, match_counts  # noqa: E402
+from engine.execution.catalog import DuckDBCatalog  # noqa: E402
 from queries import compile_query  # noqa: E402
 
 LABELS = ["pedestrian", "car", "truck", "bus", "bicycle", "traffic light", "stop-sign"]
@@ -149,8 +151,8 @@ def run(ws: "engine.Workspace", repeat: int) -> list[dict]:
     the first query after a write; that query also finds no copies: it runs all in DuckDB, timed as
     "first after a write" by moving the store's generation as a write does).
     Repeated: what ``ds.query`` does when the same text comes again on unchanged data (cached, execution).
-    Both read item rows from the dataset's in-memory copy (engine/item_cache.py) and object queries run on
-    the run's object copy (engine/object_cache.py); the first query after a write uses neither and the
+    Both read item rows from the dataset's in-memory copy (engine/execution/item_cache.py) and object queries run on
+    the run's object copy (engine/execution/object_cache.py); the first query after a write uses neither and the
     second builds them (timed apart by :func:`object_copy_cost`); the data is unchanged during the runs.
     Object queries are also timed all in DuckDB (copy turned off), for the ratio.
     """
@@ -248,7 +250,7 @@ def main() -> None:
     print(f"{counts['items']:,} items, {counts['boxes']:,} GT boxes, {counts['predictions']:,} predictions, "
           f"{counts['matches']:,} matches rows; {args.repeat} runs per query\n")
     seconds, mb = object_copy_cost(ws)
-    print(f"object copy of run r1 (engine/object_cache.py): built in {seconds:.2f} s, {mb:.0f} MB\n")
+    print(f"object copy of run r1 (engine/execution/object_cache.py): built in {seconds:.2f} s, {mb:.0f} MB\n")
     res = run(ws, args.repeat)
     print("| query | DSL | rows | compile ms | DSL→SQL ms | compile + run p50 / p95 ms | + catalog version read "
           "p50 / p95 ms | repeated p50 / p95 ms | all-DuckDB repeated p50 ms | first after a write p50 ms |")

@@ -18,7 +18,7 @@ from .errors import (
     ValidationError,
     WorkspaceLocked,
 )
-from .objects import (
+from engine.api.records import (
     BoxAnnotation,
     BoxPrediction,
     CategoryAnnotation,
@@ -34,7 +34,7 @@ from .objects import (
     SegmentationPrediction,
 )
 
-from .slices import Slice
+from engine.curation.slices import Slice
 from queries import DSLError, DSLNameError, DSLSyntaxError, DSLTypeError
 
 
@@ -44,7 +44,7 @@ def explain(dsl: str, dialect: str = "duckdb", objects: bool = False, run: str |
     Example:
         >>> print(engine.explain('annotations.pedestrian >= 4', dialect="spark"))
     """
-    from .query_runner import explain as _explain
+    from engine.execution.runner import explain as _explain
 
     return _explain(dsl, dialect, run=run, objects=objects)
 

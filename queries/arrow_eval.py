@@ -1,7 +1,7 @@
 """Evaluate a compiled object filter or sort key over Arrow columns, with DuckDB's semantics.
 
 Object queries (``ds.query_objects``) can run on an in-memory copy of a run's object rows
-(engine/object_cache.py) instead of DuckDB. This module interprets the same sqlglot expressions the
+(engine/execution/object_cache.py) instead of DuckDB. This module interprets the same sqlglot expressions the
 compiler built for SQL, for the subset where Arrow compute matches DuckDB exactly: three-valued logic
 (Kleene AND/OR, NULL-propagating comparisons, SQL ``IN`` with NULLs), IEEE double arithmetic and
 binary string comparison. Anything else raises :class:`Unsupported` and the query runs in DuckDB:

@@ -1,7 +1,7 @@
 """What a query may name: the dataset, its labels, metadata keys with their JSON types, runs and slices.
 
 The compiler checks every name against a :class:`Catalog` before building SQL. ``queries/`` never reads
-the database: the engine implements a catalog over DuckDB (``engine/query_catalog.py``); tests use
+the database: the engine implements a catalog over DuckDB (``engine/execution/catalog.py``); tests use
 :class:`StaticCatalog`; :class:`OpenCatalog` accepts any name (``engine.explain`` without a workspace).
 """
 from __future__ import annotations

@@ -73,7 +73,7 @@ def _reads_items(scope: ObjectScope, where: exp.Expression | None, sort: list[ex
 
 @dataclass(frozen=True)
 class ObjectPlan:
-    """An object query as its parts, for running it without SQL (engine/object_scan.py).
+    """An object query as its parts, for running it without SQL (engine/execution/object_scan.py).
 
     ``sides``: per side ("gt", "prediction") its filter (None: every row) and sort expressions, over the
     aliases ``a`` / ``p`` (the object), ``m`` (its matches row) and ``i`` (its item), exactly as in the SQL;

@@ -2,7 +2,7 @@
 
 The grammar is ``scenario.lark`` (lark LALR); this module resolves function names and parameter
 aliases, fills in defaults and checks types and ranges. It never evaluates anything: the engine
-(``engine/scenarios.py``) computes the metric each :class:`Criterion` names.
+(``engine/analysis/scenarios.py``) computes the metric each :class:`Criterion` names.
 
 Functions and parameters (Nucleus ``validate`` names; ``iou``, ``confidence`` and ``label_match`` are
 accepted as short forms):

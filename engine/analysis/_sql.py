@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 
 import pyarrow as pa
 
-from ..store import Store
+from engine.store.database import Store
 
 _PARAM = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import pyarrow as pa
 
 from ..errors import ValidationError
-from ..store import Store
+from engine.store.database import Store
 from ._sql import registered, used_params
 from .patches import match_threshold
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import pyarrow as pa
 
 from ..errors import LoupeError, ValidationError
-from ..store import Store
+from engine.store.database import Store
 from ._sql import arrow, registered
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 
 from ..errors import ValidationError
-from ..objects import annotations_to_table, items_to_table
+from engine.api.records import annotations_to_table, items_to_table
 
 
 def items_table(items: Iterable[Any] | pa.Table) -> pa.Table:

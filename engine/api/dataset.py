@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 import pyarrow as pa
 
-from .. import item_values
+from engine.store import item_values
 from ..errors import ValidationError
 from ..ingest.annotations import write_annotations
 from ..ingest.items import append_items
 from ._inputs import annotations_table, items_table
 
 if TYPE_CHECKING:
-    from ..slices import Slice
+    from engine.curation.slices import Slice
     from .workspace import Workspace
 
 ANNOTATION_FIELDS = (
@@ -143,11 +143,11 @@ class Dataset:
         Ids are unique per item: name objects of several items as ``(reference_id, annotation_id)``
         pairs (or pass ``reference_id``); an id found on several items is refused as ambiguous.
         """
-        from ..corrections import delete_annotations
+        from engine.curation.corrections import delete_annotations
 
         return delete_annotations(self, annotation_ids, reason=reason, author=author, reference_id=reference_id)
 
-    # -- label corrections (logic in engine/corrections.py) ------------------------------------------
+    # -- label corrections (logic in engine/curation/corrections.py) ------------------------------------------
     def correct(self, annotation_id: Any, reason: str | None = None, author: str | None = None,
                 reference_id: str | None = None, **changes: Any) -> dict[str, Any]:
         """Change one annotation's label / box / iscrowd / metadata as a new label version.
@@ -155,40 +155,40 @@ class Dataset:
         Example:
             >>> ds.correct("2", reference_id="FudanPed00012", label="cyclist", reason="rides a bike", author="ana")
         """
-        from ..corrections import correct
+        from engine.curation.corrections import correct
 
         return correct(self, annotation_id, reason=reason, author=author, reference_id=reference_id, **changes)
 
     def add_missing(self, annotations: Iterable[Any] | pa.Table, reason: str | None = None,
                     author: str | None = None, clip: bool = False) -> dict[str, Any]:
         """Add annotations the labels left out, as a new label version (logged with ``reason``)."""
-        from ..corrections import add_missing
+        from engine.curation.corrections import add_missing
 
         return add_missing(self, annotations, reason=reason, author=author, clip=clip)
 
     def apply_changes(self, add: Any = None, change: Any = None, delete: Any = None, reason: str | None = None,
                       author: str | None = None, operation: str = "correct") -> dict[str, Any]:
-        """Adds, changes and deletes as ONE label version; see :func:`engine.corrections.apply_changes`."""
-        from ..corrections import apply_changes
+        """Adds, changes and deletes as ONE label version; see :func:`engine.curation.corrections.apply_changes`."""
+        from engine.curation.corrections import apply_changes
 
         return apply_changes(self, add=add, change=change, delete=delete, reason=reason, author=author,
                              operation=operation)
 
     def undo(self, version: int | None = None, reason: str | None = None, author: str | None = None) -> dict[str, Any]:
         """Revert a label version (default: the latest) by opening a new one; history is kept."""
-        from ..corrections import undo
+        from engine.curation.corrections import undo
 
         return undo(self, version, reason=reason, author=author)
 
     def annotation_history(self, annotation_id: Any = None, reference_id: str | None = None) -> pa.Table:
         """Every stored state of one annotation (or all) with version, operation, author and reason."""
-        from ..corrections import history
+        from engine.curation.corrections import history
 
         return history(self, annotation_id, reference_id)
 
     def label_changes(self, version: int | None = None) -> pa.Table:
         """Per-object log of corrections (action, fields, reason, old/new label) of one version or all."""
-        from ..corrections import changes
+        from engine.curation.corrections import changes
 
         return changes(self, version)
 
@@ -259,7 +259,7 @@ class Dataset:
             run = self.ws.get_run(run)
         return insights(self, slice=slice, run=run, **kwargs)
 
-    # -- queries and slices (logic in engine/query_runner.py and engine/slices.py) --------------------
+    # -- queries and slices (logic in engine/execution/runner.py and engine/curation/slices.py) --------------------
     def query(self, dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
               offset: int | None = None) -> pa.Table:
         """Items matching a DSL query, with the columns of :meth:`items` (docs/query-language.md).
@@ -268,7 +268,7 @@ class Dataset:
             >>> ds.query("annotations.pedestrian >= 4 AND metadata.camera = 'rear'")
             >>> ds.query("predictions.fp > 0", run="frcnn", order_by="predictions.fp DESC", limit=20)
         """
-        from ..query_runner import query_items
+        from engine.execution.runner import query_items
 
         return query_items(self, dsl, run, order_by, limit, offset)
 
@@ -279,13 +279,13 @@ class Dataset:
         Example:
             >>> ds.query_objects('status = "fp" AND confidence > 0.8', run="frcnn", order_by="confidence DESC")
         """
-        from ..query_runner import query_objects
+        from engine.execution.runner import query_objects
 
         return query_objects(self, dsl, run, order_by, limit, offset)
 
     def explain(self, dsl: str, run: Any = None, objects: bool = False, dialect: str = "duckdb") -> str:
         """The SQL a DSL query runs on this dataset (``dialect``: duckdb, spark, trino, postgres)."""
-        from ..query_runner import explain
+        from engine.execution.runner import explain
 
         return explain(dsl, dialect, ds=self, run=run, objects=objects)
 
@@ -297,57 +297,57 @@ class Dataset:
             >>> ds.create_slice("test", reference_ids=["FudanPed00001", "FudanPed00002"])
             >>> ds.create_slice("crowded", query="annotations.pedestrian >= 4")
         """
-        from ..slices import create_slice
+        from engine.curation.slices import create_slice
 
         return create_slice(self, name, reference_ids, query, run, objects)
 
     def slices(self) -> pa.Table:
         """This dataset's slices as a table: name, kind, dynamic query, run, size (objects: ``get_slice``)."""
-        from ..slices import slices_table
+        from engine.curation.slices import slices_table
 
         return slices_table(self.ws.store, self.id)
 
     def get_slice(self, name: str) -> "Slice":
-        from ..slices import get_slice
+        from engine.curation.slices import get_slice
 
         return get_slice(self, name)
 
     def delete_slice(self, name: str) -> None:
-        from ..slices import delete_slice
+        from engine.curation.slices import delete_slice
 
         delete_slice(self, name)
 
-    # -- scenario tests (logic in engine/scenarios.py) ---------------------------------------------------
+    # -- scenario tests (logic in engine/analysis/scenarios.py) ---------------------------------------------------
     def create_scenario(self, name: str, criteria: str, slice: str | None = None, description: str | None = None,
                         baseline: Any = None, replace: bool = False) -> dict[str, Any]:
         """A scenario test: a slice + criteria such as ``bbox_recall(iou=0.5) > 0.8, bbox_map() >= 0.5``.
 
         See docs/scenarios.md. ``run.test()`` / ``loupe test`` evaluate it (with history).
         """
-        from ..scenarios import create_scenario
+        from engine.analysis.scenarios import create_scenario
 
         return create_scenario(self, name, criteria, slice=slice, description=description, baseline=baseline,
                                replace=replace)
 
     def scenarios(self) -> pa.Table:
         """The scenario tests of this dataset with their last outcome."""
-        from ..scenarios import list_scenarios
+        from engine.analysis.scenarios import list_scenarios
 
         return list_scenarios(self)
 
     def delete_scenario(self, name: str) -> None:
-        from ..scenarios import delete_scenario
+        from engine.analysis.scenarios import delete_scenario
 
         delete_scenario(self, name)
 
     def set_scenario_baseline(self, run: Any, names: Iterable[str] | None = None) -> int:
         """Make ``run`` the baseline of the named scenarios (default all)."""
-        from ..scenarios import set_baseline
+        from engine.analysis.scenarios import set_baseline
 
         return set_baseline(self, run, names)
 
     def scenario_history(self, name: str | None = None, run: Any = None) -> pa.Table:
         """Past scenario evaluations (newest first), one row per criterion."""
-        from ..scenarios import scenario_history
+        from engine.analysis.scenarios import scenario_history
 
         return scenario_history(self, name, run)

@@ -163,7 +163,7 @@ class ModelRun:
 
         return error_types(self)
 
-    # -- label errors, comparison, scenario tests (logic in engine/analysis and engine/scenarios.py) ----
+    # -- label errors, comparison, scenario tests (logic in engine/analysis and engine/analysis/scenarios.py) ----
     def suggest_label_errors(self, other_runs: Any = None, **kwargs: Any) -> pa.Table:
         """Likely label errors (missing, spurious, wrong label, loose box, inconsistent) ranked by score.
 
@@ -189,8 +189,8 @@ class ModelRun:
     def test(self, baseline: "ModelRun | str | None" = None, scenarios: Any = None) -> pa.Table:
         """Evaluate the dataset's scenario tests for this run (stored with history); one row per criterion.
 
-        Thin wrapper of :func:`engine.scenarios.run_scenarios`.
+        Thin wrapper of :func:`engine.analysis.scenarios.run_scenarios`.
         """
-        from ..scenarios import run_scenarios
+        from engine.analysis.scenarios import run_scenarios
 
         return run_scenarios(self, baseline=baseline, scenarios=scenarios)

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Sequence
 import pyarrow as pa
 
 from ..errors import AlreadyExistsError, LoupeError, NotFoundError
-from ..store import Store
+from engine.store.database import Store
 
 
 def connect(path: str | Path | None = None, read_only: bool = False) -> "Workspace":

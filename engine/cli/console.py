@@ -185,7 +185,7 @@ class Console:
         self._write(ds.explain(q.rstrip(";"), run=self._run_for(ds), objects=objects))
 
     def slices(self, arg: str) -> None:
-        from ..slices import slices_table
+        from engine.curation.slices import slices_table
 
         self.show(slices_table(self.ws.store))
 

@@ -120,7 +120,7 @@ def compare(db: str, run_a: str, run_b: str | None, slice_names: tuple[str, ...]
 def test_cmd(db: str, run_name: str, baseline: str | None, names: tuple[str, ...], label_version: int | None,
              no_record: bool, fmt: str) -> None:
     """Run the dataset's scenario tests for a run; exit status 1 when any scenario fails (CI gate)."""
-    from ..scenarios import run_scenarios
+    from engine.analysis.scenarios import run_scenarios
 
     with open_ws(db, read_only=no_record) as ws:
         t = run_scenarios(ws.get_run(run_name), baseline=baseline, scenarios=list(names) or None,

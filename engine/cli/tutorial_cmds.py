@@ -26,7 +26,7 @@ def tutorial(path: str | None, out_dir: str, db: str | None, n_images: int, limi
     corrected labels, before/after table). With PATH (a PennFudan-layout folder): on real images
     with OpenCV's HOG people detector as the model (needs `pip install 'loupe[hog]'`).
     """
-    from ..tutorial import run_tutorial
+    from engine.report.tutorial import run_tutorial
 
     res = run_tutorial(path, out_dir, db, n_images=n_images, limit=limit, seed=seed, echo=click.echo,
                        progress=progress_printer)

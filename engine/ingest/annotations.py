@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .. import label_counts
-from ..store import Store
+from engine.store import label_counts
+from engine.store.database import Store
 from .checks import METADATA_RULE, Rule, blank, enforce, finite, present_columns, trimmed
 from .geometry import infer_kind, mask_areas_boxes, polygon_areas, polygon_boxes
 from .schema import ANNOTATION_COLUMNS, KINDS, normalize

@@ -10,9 +10,9 @@ from typing import Callable
 import numpy as np
 import pyarrow as pa
 
-from .. import item_values
+from engine.store import item_values
 from ..errors import ValidationError
-from ..store import Store
+from engine.store.database import Store
 from .checks import METADATA_RULE, Rule, enforce
 from .images import is_remote, read_sizes
 from .schema import ITEM_COLUMNS, normalize, record_name

@@ -44,7 +44,7 @@ import pyarrow.compute as pc
 
 from ..errors import LoupeError, ValidationError
 from ..ingest.schema import annotation_schema
-from ..store import to_arrow
+from engine.store.database import to_arrow
 from ._common import (
     ImportSummary,
     Progress,

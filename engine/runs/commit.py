@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 
 from udfs.matching import GreedyResult, greedy_match, hungarian_match
 
-from .. import match_counts
+from engine.store import match_counts
 from ..errors import LoupeError
-from ..store import Store
+from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict

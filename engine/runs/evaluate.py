@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import LoupeError
 from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, DtArrays, GtArrays, PairArrays,
                                 concat_matches, finish, match, new_objects, prepare, record)
-from ..store import Store
+from engine.store.database import Store
 from .chunks import Chunk, plan_chunks
 from .inputs import EvalInputs, Pairs, box_pairs, gather, mask_pairs
 

@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 
 from ..api.dataset import label_state
 from ..errors import LoupeError
-from ..store import Store
+from engine.store.database import Store
 
 GEOMETRY_KINDS = ("box", "polygon", "segmentation")
 

@@ -66,7 +66,7 @@ def test_compare_two_runs_and_label_versions(db):
     assert {s["metric"]: s for s in out["summary"]}["AP"]["b"] == pytest.approx(ap_test)
     # corrected labels (the truth file, test items only) vs baseline, per slice
     with engine.connect(path) as ws:
-        from engine.corrections import apply_truth_corrections
+        from engine.curation.corrections import apply_truth_corrections
 
         ds = ws.get_dataset("sample")
         v = apply_truth_corrections(ds, data / "truth.json", reference_ids=ds.get_slice("test").reference_ids())

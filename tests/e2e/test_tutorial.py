@@ -99,18 +99,18 @@ def test_tutorial_on_sample_data(tmp_path):
 def test_tutorial_skips_missing_features(tmp_path, monkeypatch):
     """A build without the label-error finder, the corrections or engine.compare still runs to the end."""
     import engine
-    import engine.corrections
+    import engine.curation.corrections
     from engine.api.model import ModelRun
-    from engine.tutorial import run_tutorial
+    from engine.report.tutorial import run_tutorial
 
     monkeypatch.delattr(ModelRun, "suggest_label_errors")
-    monkeypatch.delattr(engine.corrections, "apply_truth_corrections")
+    monkeypatch.delattr(engine.curation.corrections, "apply_truth_corrections")
     monkeypatch.delattr(engine, "compare", raising=False)
     lines: list[str] = []
     res = run_tutorial(out_dir=tmp_path / "t", n_images=12, echo=lines.append)
     skipped = {s.name: s.detail for s in res.skipped}
     assert skipped == {"label-error suggestions": "ModelRun.suggest_label_errors not available",
-                       "corrected labels": "engine.corrections.apply_truth_corrections not available"}
+                       "corrected labels": "engine.curation.corrections.apply_truth_corrections not available"}
     assert "      skipped: ModelRun.suggest_label_errors not available" in lines
     assert res.missing == ["engine.compare"]  # the before/after table then comes from run.metrics
     text = res.report.read_text(encoding="utf-8")
@@ -142,7 +142,7 @@ def test_tutorial_pennfudan_limit_uses_a_subset(tmp_path):
     pytest.importorskip("cv2", reason="OpenCV is not installed (optional extra: pip install 'loupe[hog]')")
     root = shared_path("PennFudanPed")
     import engine
-    from engine.tutorial import run_tutorial
+    from engine.report.tutorial import run_tutorial
 
     res = run_tutorial(root, out_dir=tmp_path / "pf", limit=6, echo=lambda _: None)
     first = sorted(p.stem for p in (root / "PNGImages").glob("*.png"))[:6]
@@ -159,7 +159,7 @@ def test_tutorial_pennfudan_limit_uses_a_subset(tmp_path):
 def test_tutorial_never_replaces_a_users_dataset(tmp_path):
     import engine
     from engine.errors import LoupeError
-    from engine.tutorial import run_tutorial
+    from engine.report.tutorial import run_tutorial
 
     db = tmp_path / "mine.duckdb"
     with engine.connect(db) as ws:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import engine
-from engine.query_catalog import DuckDBCatalog
+from engine.execution.catalog import DuckDBCatalog
 from queries import DSLTypeError
 
 

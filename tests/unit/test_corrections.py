@@ -6,7 +6,7 @@ import json
 import pytest
 
 import engine
-from engine.corrections import apply_truth_corrections, truth_corrections
+from engine.curation.corrections import apply_truth_corrections, truth_corrections
 from engine.errors import LoupeError, NotFoundError, ValidationError
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 import engine
-from engine.store import Store
+from engine.store.database import Store
 from queries import DSLError, MetadataSchema, RunInfo, StaticCatalog, compile_query
 from queries.values import literal
 

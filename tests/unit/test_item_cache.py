@@ -1,4 +1,4 @@
-"""Item query rows taken from the in-memory copy (engine/item_cache.py) equal the plain SQL's rows, and the
+"""Item query rows taken from the in-memory copy (engine/execution/item_cache.py) equal the plain SQL's rows, and the
 copy never outlives a write; the store's generation moves with every write statement."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import threading
 import pytest
 
 import engine
-from engine import item_cache
-from engine.query_runner import compile_for, execute
-from engine.store import may_write
+from engine.execution import item_cache
+from engine.execution.runner import compile_for, execute
+from engine.store.database import may_write
 
 from dsl_world import build
 

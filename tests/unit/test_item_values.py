@@ -12,9 +12,9 @@ import json
 import pytest
 
 import engine
-from engine import item_values
-from engine.query_catalog import DuckDBCatalog
-from engine.query_runner import compile_for, execute
+from engine.store import item_values
+from engine.execution.catalog import DuckDBCatalog
+from engine.execution.runner import compile_for, execute
 from queries import compile_query
 
 QUERIES = [

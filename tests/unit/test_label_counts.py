@@ -12,9 +12,9 @@ import random
 import pytest
 
 import engine
-from engine import label_counts
-from engine.query_catalog import DuckDBCatalog
-from engine.query_runner import compile_for, execute
+from engine.store import label_counts
+from engine.execution.catalog import DuckDBCatalog
+from engine.execution.runner import compile_for, execute
 from queries import compile_query
 
 QUERIES = ["annotations.count > 2", "annotations.cat >= 2", "annotations.dog = 0", "annotations.cat + annotations.dog >= 3",

@@ -12,9 +12,9 @@ import json
 import pytest
 
 import engine
-from engine import match_counts
-from engine.query_catalog import DuckDBCatalog
-from engine.query_runner import compile_for, execute
+from engine.store import match_counts
+from engine.execution.catalog import DuckDBCatalog
+from engine.execution.runner import compile_for, execute
 from queries import compile_query
 from tests.oracle.coco_random import import_pair, random_pair
 

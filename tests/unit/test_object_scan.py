@@ -1,4 +1,4 @@
-"""Object queries answered from the in-memory object copy (engine/object_cache.py + engine/object_scan.py)
+"""Object queries answered from the in-memory object copy (engine/execution/object_cache.py + engine/execution/object_scan.py)
 return exactly the table the SQL path returns: same schema, same rows, same order.
 
 * a corpus of queries over every object field, NULL-heavy fields, three-valued logic, arithmetic, ORDER BY
@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 
 import engine
 from dsl_world import LABELS, build
-from engine import object_cache, object_scan
-from engine.query_runner import compile_for, execute
+from engine.execution import object_cache
+from engine.execution import object_scan
+from engine.execution.runner import compile_for, execute
 
 FAST, SQL = "fast", "sql"
 
@@ -565,7 +566,7 @@ def test_no_budget_no_fast_path(monkeypatch, budget):
 def test_a_copy_too_large_for_the_budget_is_never_read(monkeypatch):
     """The object count is checked against the budget before any row is read (a 10M-object run on the
     default budget costs a count, not a full read per write)."""
-    from engine import query_runner
+    from engine.execution import runner as query_runner
 
     reads: list = []
     real = query_runner._all_objects

@@ -7,7 +7,7 @@ from sqlglot import exp
 from sqlglot.generators.duckdb import DuckDBGenerator
 
 from dsl_world import build
-from engine.query_runner import compile_for
+from engine.execution.runner import compile_for
 from queries import dialects
 from queries.sqlbuild import OBJECT_OUTPUT, output
 

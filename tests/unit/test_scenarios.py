@@ -5,7 +5,7 @@ import pytest
 
 import engine
 from engine.errors import AlreadyExistsError, NotFoundError
-from engine.scenarios import bbox_map, detection_stats
+from engine.analysis.scenarios import bbox_map, detection_stats
 from queries import DSLNameError, DSLSyntaxError, DSLTypeError
 from queries.scenario import parse_criteria
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import item_values, label_counts, match_counts
+from engine.store import item_values
+from engine.store import label_counts
+from engine.store import match_counts
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 
 def refresh_if_stale(store: "Store") -> None:

@@ -12,7 +12,7 @@ Commit writes the counts in the transaction that writes the matches rows (from t
 carry their label); every other writer rebuilds them from ``matches``. ``match_count_state`` records how
 many matches rows a run had when its counts were written, so the catalog can tell when they lag (rows
 inserted or deleted by hand) and queries fall back to ``matches``. (An in-place UPDATE of ``matches``
-by hand goes unnoticed; raw SQL through ``Workspace.sql`` rebuilds, see ``engine/derived.py``.)
+by hand goes unnoticed; raw SQL through ``Workspace.sql`` rebuilds, see ``engine/store/derived.py``.)
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from queries.fields import MATCH_COUNTS
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 TABLES = ("item_match_counts", "match_count_state")
 

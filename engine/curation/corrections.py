@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 import numpy as np
 import pyarrow as pa
 
-from .analysis._sql import registered
-from .errors import LoupeError, NotFoundError, ValidationError
-from .ingest.annotations import EPS, record_version, write_annotations
-from .store import Store
+from engine.analysis._sql import registered
+from engine.errors import LoupeError, NotFoundError, ValidationError
+from engine.ingest.annotations import EPS, record_version, write_annotations
+from engine.store.database import Store
 
 if TYPE_CHECKING:
-    from .api.dataset import Dataset
+    from engine.api.dataset import Dataset
 
 CHANGE_FIELDS = ("label", "x", "y", "width", "height", "iscrowd", "metadata")
 _BOX = ("x", "y", "width", "height")
@@ -295,7 +295,7 @@ def apply_changes(
         ``{"label_version", "added", "changed", "deleted", "ignored"}``; ``label_version`` is the
         unchanged current version when nothing changed.
     """
-    from .api._inputs import annotations_table
+    from engine.api._inputs import annotations_table
 
     store = ds.ws.store
     chg = _changes_table(change) if change is not None else None

@@ -50,7 +50,7 @@ CREATE TABLE annotations (
 -- Derived: current ground-truth counts per item (the `valid_to IS NULL` rows of `annotations` rolled up
 -- with GROUPING SETS): one row per item and label (kind NULL), per item and kind (label NULL) and the item's
 -- total (both NULL), so every per-item count query reads one row per item, with no GROUP BY.
--- Kept by engine/label_counts.py inside each label-changing transaction; label_count_versions says
+-- Kept by engine/store/label_counts.py inside each label-changing transaction; label_count_versions says
 -- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags).
 CREATE TABLE item_counts (
     dataset_id INTEGER NOT NULL,
@@ -69,7 +69,7 @@ CREATE TABLE label_count_versions (
 
 -- Derived: every item's scalar metadata leaves, one row per item and path (json_tree fullkey without '$.'),
 -- the value in the column of its JSON type, so metadata filters join one path's rows instead of parsing
--- every item's JSON. Kept by engine/item_values.py inside each write of items.metadata.
+-- every item's JSON. Kept by engine/store/item_values.py inside each write of items.metadata.
 CREATE TABLE item_metadata_values (
     dataset_id INTEGER NOT NULL,
     item_id    BIGINT NOT NULL,
@@ -149,7 +149,7 @@ CREATE TABLE matches (
 
 -- Derived: per run, IoU threshold and item, the counts `predictions.tp / fp / fn` read (prediction tp / fp and
 -- GT fn matches rows), for all labels (label NULL) and per label (of the GT row or the prediction). Written
--- by commit with the matches rows (engine/match_counts.py); the state row holds the run's matches row count
+-- by commit with the matches rows (engine/store/match_counts.py); the state row holds the run's matches row count
 -- when they were written, so a reader can tell when they lag and count `matches` instead.
 CREATE TABLE item_match_counts (
     run_id        INTEGER NOT NULL,
@@ -188,7 +188,7 @@ CREATE TABLE slices (
 CREATE TABLE slice_items (slice_id INTEGER NOT NULL, item_id BIGINT NOT NULL);
 CREATE TABLE slice_objects (slice_id INTEGER NOT NULL, ann_key BIGINT, pred_key BIGINT);
 
--- Row-level log of label corrections (engine/corrections.py): which annotation changed how, who and why.
+-- Row-level log of label corrections (engine/curation/corrections.py): which annotation changed how, who and why.
 -- The rows themselves stay in `annotations` (valid_from / valid_to); this adds the per-object reason.
 CREATE TABLE label_changes (
     dataset_id    INTEGER NOT NULL,
@@ -204,7 +204,7 @@ CREATE TABLE label_changes (
     created_at    TIMESTAMP NOT NULL
 );
 
--- Scenario tests (engine/scenarios.py): a named slice + criteria text (queries/scenario.lark).
+-- Scenario tests (engine/analysis/scenarios.py): a named slice + criteria text (queries/scenario.lark).
 CREATE TABLE scenarios (
     scenario_id     INTEGER NOT NULL,
     dataset_id      INTEGER NOT NULL,

@@ -30,8 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import LoupeError, NotFoundError
-from .report.html import HtmlReport
+from engine.errors import LoupeError, NotFoundError
+from engine.report.html import HtmlReport
 
 Echo = Callable[[str], None]
 ProgressFactory = Callable[[str], Callable[[int, int], None]]
@@ -81,7 +81,7 @@ class Skip(Exception):
 def feature(name: str, attr: str | None = None, obj: Any = None) -> Any:
     """A feature looked up at call time; raises :class:`Skip` (naming it) when this build lacks it.
 
-    ``feature("engine.corrections", "apply_truth_corrections")`` imports the module ``name`` and
+    ``feature("engine.curation.corrections", "apply_truth_corrections")`` imports the module ``name`` and
     returns its ``attr``; with ``obj``, returns ``obj.attr`` and ``name`` is only the display name.
     """
     if obj is not None:
@@ -363,7 +363,7 @@ class Tutorial:
         r = self.report
         r.section("4. Model run")
         if self.mode == "sample":
-            from .io.predictions_json import read_predictions_json
+            from engine.io.predictions_json import read_predictions_json
 
             preds = read_predictions_json(self.data_dir / "predictions.json")
             model = self._model("simulated-detector", "simulated detector")
@@ -547,10 +547,10 @@ class Tutorial:
         if self.mode != "sample":
             r.skipped("Not applicable on real data: there is no truth file to take corrections from.")
             raise _NotApplicable("no truth file for real data")
-        apply = feature("engine.corrections", "apply_truth_corrections")
+        apply = feature("engine.curation.corrections", "apply_truth_corrections")
         res = apply(self.ds, self.data_dir / "truth.json")
         self.corrected_version = int(res.get("label_version", self.ds.label_version))
-        r.code("from engine.corrections import apply_truth_corrections\n"
+        r.code("from engine.curation.corrections import apply_truth_corrections\n"
                "apply_truth_corrections(ds, 'sample_data/truth.json')   # one new label version; history kept")
         r.table(self.ds.label_versions(), caption="label versions")
         changes = getattr(self.ds, "label_changes", None)

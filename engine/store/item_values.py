@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 TABLES = ("item_metadata_values", "item_value_state")
 NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE", "HUGEINT")  # json_type names read as numbers (queries/metadata.py)

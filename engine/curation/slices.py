@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 import pyarrow as pa
 
-from .errors import AlreadyExistsError, LoupeError, NotFoundError, ValidationError
-from .query_runner import compile_for, execute, run_name
+from engine.errors import AlreadyExistsError, LoupeError, NotFoundError, ValidationError
+from engine.execution.runner import compile_for, execute, run_name
 
 if TYPE_CHECKING:
-    from .api.dataset import Dataset
+    from engine.api.dataset import Dataset
 
 KINDS = ("items", "objects")
 

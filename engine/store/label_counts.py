@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 TABLES = ("item_counts", "label_count_versions")
 _REPLACED = "item_label_counts"  # what older Loupes kept instead: one row per item, label and kind

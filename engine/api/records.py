@@ -176,7 +176,7 @@ def items_to_table(items: Iterable[DatasetItem]) -> pa.Table:
     rows = list(items)
     for i, it in enumerate(rows):
         if not isinstance(it, DatasetItem):
-            from .errors import ValidationError
+            from engine.errors import ValidationError
 
             raise ValidationError(f"expected a DatasetItem, got {type(it).__name__}", record=f"row {i}")
     return pa.table({
@@ -190,8 +190,8 @@ def items_to_table(items: Iterable[DatasetItem]) -> pa.Table:
 
 def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
     """Annotation or prediction objects → the Arrow annotation table (masks become RLE counts)."""
-    from .errors import ValidationError
-    from .ingest.schema import ANNOTATION_COLUMNS
+    from engine.errors import ValidationError
+    from engine.ingest.schema import ANNOTATION_COLUMNS
 
     cols: dict[str, list[Any]] = {name: [] for name in ANNOTATION_COLUMNS}
     for i, o in enumerate(objs):
@@ -209,7 +209,7 @@ def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
         }
         for name in cols:
             cols[name].append(row.get(name))
-    from .ingest.schema import annotation_schema
+    from engine.ingest.schema import annotation_schema
 
     try:
         return pa.table(cols, schema=annotation_schema())
@@ -223,7 +223,7 @@ def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
                 except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
                     ref = cols["reference_id"][i]
                     aid = cols["annotation_id"][i]
-                    from .ingest.schema import record_name
+                    from engine.ingest.schema import record_name
 
                     raise ValidationError(f"wrong type: {v!r} is not {typ}", record=record_name(ref, i, aid),
                                           field=name) from None
@@ -237,7 +237,7 @@ def _pdf(pdf: Mapping[str, float] | None) -> list[tuple[str, float]] | None:
 def _mask_counts(mask: Any, o: Any, i: int) -> tuple[list[int], int, int]:
     from udfs import masks, rle
 
-    from .errors import ValidationError
+    from engine.errors import ValidationError
 
     record = f"reference_id '{o.reference_id}'" + (f", annotation_id '{o.annotation_id}'" if o.annotation_id else f" (row {i})")
     if isinstance(mask, Mapping):

@@ -30,15 +30,15 @@ import pyarrow as pa
 from queries.scenario import Criterion, parse_criteria
 from udfs.matching import greedy_match
 
-from .errors import AlreadyExistsError, LoupeError, NotFoundError, ValidationError
-from .metrics.cocoeval import CocoParams
-from .metrics.report import subset_item_ids
-from .runs.evaluate import evaluate_inputs, evaluate_run
-from .runs.inputs import EvalInputs, Side, box_pairs, gather
+from engine.errors import AlreadyExistsError, LoupeError, NotFoundError, ValidationError
+from engine.metrics.cocoeval import CocoParams
+from engine.metrics.report import subset_item_ids
+from engine.runs.evaluate import evaluate_inputs, evaluate_run
+from engine.runs.inputs import EvalInputs, Side, box_pairs, gather
 
 if TYPE_CHECKING:
-    from .api.dataset import Dataset
-    from .api.model import ModelRun
+    from engine.api.dataset import Dataset
+    from engine.api.model import ModelRun
 
 
 # -- metric functions ------------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ def run_scenarios(run: "ModelRun", baseline: "ModelRun | str | None" = None,
 
 
 def _run_by_id(run: "ModelRun", run_id: int) -> "ModelRun":
-    from .api.model import ModelRun
+    from engine.api.model import ModelRun
 
     return ModelRun(run.ws, int(run_id))
 

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from .errors import LoupeError, SchemaVersionError, WorkspaceLocked
+from ..errors import LoupeError, SchemaVersionError, WorkspaceLocked
 
 SCHEMA_VERSION = 1
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
@@ -130,6 +130,7 @@ class Store:
         self._write_lock = threading.RLock()
         self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
         self.generation = 0  # bumped by every write statement and every commit; caches key on it
+        self._close_callbacks: list[Callable[[], None]] = []
         self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
         self._open_transactions = 0  # the store's own transactions in progress (any thread)
         self._local.cur = self._con
@@ -164,10 +165,16 @@ class Store:
             self._local.cur = cur
         return cur
 
-    def close(self) -> None:
-        from .copies import forget_all
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the store closes (caches over its data free themselves this way; the
+        store knows nothing of them)."""
+        self._close_callbacks.append(callback)
 
-        forget_all(self)  # in-memory copies of its data (item rows, object rows) go with it
+    def close(self) -> None:
+        callbacks, self._close_callbacks = self._close_callbacks, []
+        for callback in callbacks:
+            with contextlib.suppress(Exception):
+                callback()
         with contextlib.suppress(Exception):
             self._con.close()
 
@@ -184,7 +191,7 @@ class Store:
             if n_tables:
                 raise LoupeError(f"{self.path} is a DuckDB file but not a Loupe workspace")
             with self.transaction():
-                for stmt in _sql_statements(_read_sql("engine", "schema.sql")):
+                for stmt in _sql_statements(_read_sql("engine.store", "schema.sql")):
                     con.execute(stmt)
                 con.execute(
                     "INSERT INTO loupe_meta VALUES ('schema_version', ?), ('created_by', 'loupe')",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Hashable
 import numpy as np
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 
 @dataclass
@@ -33,7 +33,6 @@ class Copies:
         self.max_bytes = max_bytes  # 0 disables
         self.entries: "weakref.WeakKeyDictionary[Store, dict[Hashable, Slot]]" = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
-        _ALL.append(self)
 
     def get(self, store: "Store", key: Hashable, build: Callable[[int], Any]) -> Any:
         """The copy for ``key`` at the store's current generation, building it (``build(generation)``) on
@@ -42,7 +41,10 @@ class Copies:
             return None
         generation = store.generation
         with self._lock:
-            per_store = self.entries.setdefault(store, {})
+            per_store = self.entries.get(store)
+            if per_store is None:
+                per_store = self.entries[store] = {}
+                store.on_close(lambda: self.forget(store))  # the copies go when the store closes
             for k in [k for k, s in per_store.items() if s.generation != generation and k != key]:
                 del per_store[k]  # written since: never usable again
             slot = per_store.get(key)
@@ -80,14 +82,6 @@ class Copies:
         with self._lock:
             self.entries.pop(store, None)
 
-
-_ALL: list[Copies] = []
-
-
-def forget_all(store: "Store") -> None:
-    """Free every copy of a store (it is closing)."""
-    for c in _ALL:
-        c.forget(store)
 
 
 def positions(ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,8 +17,10 @@ from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
-from . import item_values, label_counts, match_counts
-from .store import Store
+from engine.store import item_values
+from engine.store import label_counts
+from engine.store import match_counts
+from engine.store.database import Store
 
 _CACHE: "weakref.WeakKeyDictionary[Store, dict]" = weakref.WeakKeyDictionary()
 _COMPILED_MAX = 256  # compiled queries kept per store (a dashboard repeats the same few)

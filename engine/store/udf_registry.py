@@ -21,7 +21,7 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     Macros are created TEMP: they then live in the connection's temp catalog, which also works on a
     workspace opened read-only, and never end up stored in (or required by) the workspace file.
     """
-    from .store import _read_sql, _sql_statements
+    from engine.store.database import _read_sql, _sql_statements
 
     for name in _macro_files():
         for stmt in _sql_statements(_read_sql("udfs", name)):

@@ -1,4 +1,4 @@
-"""Run a compiled object query on the in-memory copy of its run's objects (engine/object_cache.py).
+"""Run a compiled object query on the in-memory copy of its run's objects (engine/execution/object_cache.py).
 
 Per side, the filter is evaluated with Arrow compute (queries/arrow_eval.py: DuckDB's semantics, or
 ``Unsupported``); with a LIMIT, each side yields only its first ``limit + offset`` rows in query order
@@ -21,7 +21,7 @@ from queries import to_sql
 from queries.arrow_eval import Unsupported, item_parts, sort_key, where_mask
 from queries.objects import ObjectPlan
 
-from .object_cache import ObjectCopy, SideRows
+from engine.execution.object_cache import ObjectCopy, SideRows
 
 PARALLEL_ROWS = 8192  # results at least this long take their columns on two threads
 MAX_SORTED = 200_000  # more matching rows than this with a computed sort key: DuckDB sorts faster

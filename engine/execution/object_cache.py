@@ -2,11 +2,11 @@
 
 Object queries over a committed run of ~1.4M objects spend their time in DuckDB joining annotations or
 predictions to ``matches``, sorting wide rows and fetching them back by key (20-50 ms). With this copy,
-engine/object_scan.py evaluates the same compiled filter with Arrow compute and takes the rows (1-5 ms).
+engine/execution/object_scan.py evaluates the same compiled filter with Arrow compute and takes the rows (1-5 ms).
 
 The copy holds exactly the rows and columns of the query ``""`` (every object) on the dataset and run, one
 table per side in the default order (item_id, then ann_key / pred_key), low-cardinality strings dictionary
-encoded; sort orders of single columns are added when first asked for. It lives in :mod:`engine.copies`:
+encoded; sort orders of single columns are added when first asked for. It lives in :mod:`engine.execution.copies`:
 valid for one store generation, built on the second object query of a (dataset, run) after a write, within
 ``LOUPE_OBJECT_CACHE_MB`` (default 512) per store; 0 disables it.
 """
@@ -24,10 +24,10 @@ import pyarrow.compute as pc
 
 from queries.sqlbuild import OBJECT_OUTPUT
 
-from .copies import Copies, positions
+from engine.execution.copies import Copies, positions
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 COPIES = Copies(int(os.environ.get("LOUPE_OBJECT_CACHE_MB", "512")) * 2**20)
 

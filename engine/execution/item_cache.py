@@ -4,7 +4,7 @@ An item query's filter runs in DuckDB and returns item ids only (narrow: no stri
 and no wide row is sorted); the rows (the ``ds.items()`` columns) are then taken from this copy. On
 100k items that turns ~10-20 ms of decompressing, sorting and converting wide rows into ~1 ms.
 
-The copy is kept per store and dataset in :mod:`engine.copies`: valid for one store ``generation`` (every
+The copy is kept per store and dataset in :mod:`engine.execution.copies`: valid for one store ``generation`` (every
 write through the store moves it), built on the second item query of a generation, and kept within
 ``LOUPE_ITEM_CACHE_MB`` (default 256) for all of a store's datasets together; otherwise results come from
 the plain SQL (also while a transaction is open). Both paths return the same table
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
-from .copies import Copies, positions
+from engine.execution.copies import Copies, positions
 
 if TYPE_CHECKING:
-    from .store import Store
+    from engine.store.database import Store
 
 COPIES = Copies(int(os.environ.get("LOUPE_ITEM_CACHE_MB", "256")) * 2**20)  # 0 disables the copy
 

@@ -19,13 +19,15 @@ from queries import (CompiledQuery, DSLError, DSLNameError, DSLSyntaxError, DSLT
 from queries.arrow_eval import Unsupported
 from queries.sqlbuild import object_branches
 
-from . import item_cache, object_cache, object_scan
-from .derived import refresh_if_stale
-from .errors import LoupeError, NotFoundError
-from .query_catalog import DuckDBCatalog
+from engine.execution import item_cache
+from engine.execution import object_cache
+from engine.execution import object_scan
+from engine.store.derived import refresh_if_stale
+from engine.errors import LoupeError, NotFoundError
+from engine.execution.catalog import DuckDBCatalog
 
 if TYPE_CHECKING:
-    from .api.dataset import Dataset
+    from engine.api.dataset import Dataset
 
 
 def _also_loupe(cls: type) -> type:
@@ -106,7 +108,7 @@ def execute(ds: "Dataset", compiled: CompiledQuery) -> pa.Table:
 def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None, limit: int | None = None,
                 offset: int | None = None) -> pa.Table:
     """Items matching ``dsl``: the filter runs in DuckDB; the rows come from the dataset's in-memory copy
-    when there is one for the current data (engine/item_cache.py), else from the same SQL with all columns."""
+    when there is one for the current data (engine/execution/item_cache.py), else from the same SQL with all columns."""
     store = ds.ws.store
     entry = item_cache.rows_for(store, ds.id)
     if entry is not None:
@@ -128,7 +130,7 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
 def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None = None,
                   limit: int | None = None, offset: int | None = None) -> pa.Table:
     """Objects matching ``dsl``: from the run's in-memory object copy when there is one for the current
-    data and the query is one Arrow compute evaluates exactly (engine/object_scan.py), else in DuckDB."""
+    data and the query is one Arrow compute evaluates exactly (engine/execution/object_scan.py), else in DuckDB."""
     compiled = compile_for(ds, dsl, "objects", run, order_by, limit, offset)  # names and types checked here
     if compiled.plan is not None:
         name = run_name(run)
@@ -159,7 +161,7 @@ def _count_objects(ds: "Dataset", run: str | None) -> int:
 
 def _all_objects(ds: "Dataset", run: str | None) -> tuple[pa.Table, dict[str, pa.Table]]:
     """The dataset's items (item_id, reference_id) and, per side, every object row of the query ``""``
-    with its item_id, ordered by item_id and key (engine/object_cache.py builds its copy from them)."""
+    with its item_id, ordered by item_id and key (engine/execution/object_cache.py builds its copy from them)."""
     store = ds.ws.store
     items = store.arrow("SELECT item_id, reference_id FROM items WHERE dataset_id = $ds ORDER BY item_id",
                         {"ds": ds.id})

@@ -1,0 +1,1 @@
+"""Dataset curation: slices (static and dynamic) and label corrections with history."""
