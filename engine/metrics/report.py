@@ -25,10 +25,12 @@ Subset = str | Sequence[str] | None
 
 
 def subset_item_ids(run: "ModelRun", subset: Subset) -> np.ndarray | None:
-    """Item ids of a slice (by name) or of a list of reference ids; None = every item."""
+    """Item ids of a slice (by name or a ``Slice``) or of a list of reference ids; None = every item."""
     if subset is None:
         return None
     store = run.ws.store
+    if hasattr(subset, "item_ids_sql"):  # a Slice object: use it by name
+        subset = subset.name
     if isinstance(subset, str):
         ds = run.dataset
         get_slice = getattr(ds, "get_slice", None)
