@@ -216,6 +216,30 @@ class Dataset:
 
         return export_parquet(self, out_dir, run=run)
 
+    # -- labeling tools (logic in engine/curation/labeling_tools.py) -----------------------------
+    def export_labels(self, tool: str, path: str | Path, slice: Any = None, reference_ids: Iterable[str] | None = None,
+                      image_url: Any = None) -> dict[str, Any]:
+        """Write a CVAT (``tool="cvat"``) or Label Studio (``"label-studio"``) task file of the chosen items
+        (a slice, reference ids, or all) with their current labels as pre-annotations.
+
+        Example:
+            >>> ds.export_labels("cvat", "fix.xml", reference_ids=run.suggest_label_errors(limit=20)["reference_id"])
+        """
+        from engine.curation.labeling_tools import export_labels
+
+        return export_labels(self, tool, path, slice=slice, reference_ids=reference_ids, image_url=image_url)
+
+    def import_labels(self, tool: str, path: str | Path, reason: str | None = None, author: str | None = None,
+                      tolerance: float = 0.01) -> dict[str, Any]:
+        """Apply a CVAT / Label Studio export as ONE label version (ids kept, history kept, ``undo`` works).
+
+        Returns ``{"label_version", "added", "changed", "deleted", "unchanged", "changes"}`` (``changes``: a
+        table of what changed, object by object).
+        """
+        from engine.curation.labeling_tools import import_labels
+
+        return import_labels(self, tool, path, reason=reason, author=author, tolerance=tolerance)
+
     # -- summary -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Counts: items, annotations by kind and label, runs, label version."""
