@@ -240,6 +240,18 @@ class Dataset:
 
         return import_labels(self, tool, path, reason=reason, author=author, tolerance=tolerance)
 
+    def to_torch(self, slice: Any = None, transforms: Callable | None = None,
+                 label_map: Mapping[str, int] | None = None, masks: bool | None = None) -> Any:
+        """A ``torch.utils.data.Dataset``-compatible view yielding ``(image, target)`` in torchvision's
+        detection format (extra ``torch``); see :mod:`engine.integrations.torch`.
+
+        Example:
+            >>> loader = DataLoader(ds.to_torch(slice="train"), batch_size=4, collate_fn=engine.integrations.torch.collate)
+        """
+        from engine.integrations.torch import TorchDataset
+
+        return TorchDataset(self, slice=slice, transforms=transforms, label_map=label_map, masks=masks)
+
     # -- summary -------------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
         """Counts: items, annotations by kind and label, runs, label version."""
