@@ -175,3 +175,17 @@ def test_segmentation_and_keypoints_from_local_files(tmp_path):
     kp = [r for r in t if r["kind"] == "keypoints"][0]
     assert list(kp["keypoints"]) == [1.0, 2.0, 2.0, 0.0, 0.0, 0.0]
     client.close()
+
+
+def test_upload_predictions_makes_a_run(street, tmp_path):
+    client, dataset, model_run, _, _ = nucleus_walkthrough(street, tmp_path / "u.duckdb")
+    model = client.add_model(name="second", reference_id="second-v1")
+    preds = [nucleus.BoxPrediction("pedestrian", 10, 10, 30, 80, "SynthPed00001", 0.5, "x1",
+                                   class_pdf={"pedestrian": 0.5, "car": 0.5})]
+    r = dataset.upload_predictions(model, preds)
+    run = client.get_model_run(r["model_run_id"])
+    assert run.name == "second-v1@PennFudan" and run.model == model
+    row = run.loupe.predictions().to_pylist()[0]
+    assert (row["x"], row["confidence"], dict(row["class_pdf"])) == (10.0, 0.5, {"pedestrian": 0.5, "car": 0.5})
+    assert r["model_run_id"] in dataset.model_runs
+    client.close()
