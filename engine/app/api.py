@@ -411,7 +411,9 @@ class AppAPI:
         run = self._run(p, ds)
         if run is None:
             raise ApiError(400, "missing parameter 'run'")
-        before = run.metrics() if self._committed(run) else None
+        # "before" = the metrics of the last commit, i.e. against the labels it was matched with
+        v = self.ws.store.scalar("SELECT label_version FROM runs WHERE run_id = ?", [run.id])
+        before = run.metrics(label_version=int(v)) if self._committed(run) and v is not None else None
         c = run.commit()
         after = run.metrics()
         return {"before": before and {"stats": before["stats"], "counts": before["counts"]},
