@@ -30,13 +30,13 @@ def thumb_path(cache_dir: Path, dataset_id: int, reference_id: str) -> Path:
 def safe_image_path(location: str | None) -> Path | None:
     """The registered image as a local file, or None when it must not be served.
 
-    Refused: URLs, missing files, non-image suffixes, and symlinks whose target leaves the folder
+    Refused: URLs, relative paths and ``..`` segments, missing files, non-image suffixes, and symlinks whose target leaves the folder
     the workspace registered (a link planted next to the images cannot expose /etc/passwd).
     """
     if not location or "://" in location or "\x00" in location:
         return None
     p = Path(location)
-    if not p.is_absolute() or p.suffix.lower() not in IMAGE_TYPES:
+    if not p.is_absolute() or ".." in p.parts or p.suffix.lower() not in IMAGE_TYPES:
         return None
     try:
         real = p.resolve(strict=True)
