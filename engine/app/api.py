@@ -404,7 +404,9 @@ class AppAPI:
 
     def api_undo(self, p: dict) -> dict:
         ds = self._ds(p)
-        return {"result": ds.undo(reason="Loupe App: undo", author="loupe-app"), "label_version": ds.label_version}
+        v = p.get("version")
+        v = None if v is None else p_int(p, "version", 0, 1, 2**31 - 1)
+        return {"result": ds.undo(v, reason="Loupe App: undo", author="loupe-app"), "label_version": ds.label_version}
 
     def api_commit(self, p: dict) -> dict:
         ds = self._ds(p)

@@ -6,7 +6,7 @@ const COLORS = {tp: "#2ca02c", fp: "#d62728", fn: "#ff7f0e", ignored: "#999999",
 const PAGE = 60;
 const S = {info: null, ds: null, run: "", catalog: null, q: "", order: "", slice: "", sel: "", offset: 0,
            total: 0, items: [], objects: {}, tab: "grid", pOffset: 0, item: null, itemIndex: null,
-           selected: null, edit: null};
+           selected: null, edit: null, undoStack: []};
 const $ = id => document.getElementById(id);
 
 function el(tag, attrs, ...kids) {
@@ -108,12 +108,15 @@ function gridParams(extra) {
 async function loadGrid() {
   hideError();
   let res;
+  const seq = (loadGrid.seq = (loadGrid.seq || 0) + 1);
   try {
     res = await api("items", gridParams({offset: S.offset, limit: PAGE}));
   } catch (e) {
+    if (seq !== loadGrid.seq) return;
     if (e.body && e.body.line) showError(e.body); else toast(e.message, true);
     return;
   }
+  if (seq !== loadGrid.seq) return;  // a newer request was sent meanwhile
   S.total = res.total; S.items = res.items; S.objects = res.objects || {};
   $("page-info").textContent = S.total ? `${S.offset + 1}–${Math.min(S.offset + PAGE, S.total)} of ${S.total}` : "no items";
   $("sel-note").textContent = S.sel ? "showing a selection" : "";
@@ -271,7 +274,7 @@ function drawItemBoxes() {
   const it = S.item.item;
   svg.setAttribute("viewBox", `0 0 ${it.width} ${it.height}`);
   svg.setAttribute("preserveAspectRatio", "none");
-  const kids = [];
+  const kids = [], handles = [];  // handles go last: on top of every box
   for (const o of S.item.objects) {
     if (!visible(o) && !(S.selected && objKey(o) === S.selected)) continue;
     const editing = S.edit && S.edit.key === objKey(o);
@@ -292,16 +295,15 @@ function drawItemBoxes() {
       for (const [cx, cy, corner] of [[b.x, b.y, "nw"], [b.x + b.width, b.y, "ne"], [b.x, b.y + b.height, "sw"], [b.x + b.width, b.y + b.height, "se"]]) {
         const h = svgEl("rect", {x: cx - hs / 2, y: cy - hs / 2, width: hs, height: hs, class: "handle", "data-corner": corner});
         h.addEventListener("mousedown", ev => startDrag(ev, corner));
-        kids.push(h);
+        handles.push(h);
       }
     }
   }
-  svg.replaceChildren(...kids);
+  svg.replaceChildren(...kids, ...handles);
 }
 function svgPoint(ev) {
-  const svg = $("iv-svg"), pt = svg.createSVGPoint();
-  pt.x = ev.clientX; pt.y = ev.clientY;
-  return pt.matrixTransform(svg.getScreenCTM().inverse());
+  const svg = $("iv-svg");
+  return new DOMPoint(ev.clientX, ev.clientY).matrixTransform(svg.getScreenCTM().inverse());
 }
 function startDrag(ev, mode) {
   ev.preventDefault(); ev.stopPropagation();
@@ -313,6 +315,9 @@ function startDrag(ev, mode) {
     if (mode.includes("e")) { b.width = Math.max(1, b0.width + dx); }
     if (mode.includes("n")) { b.y = Math.min(b0.y + dy, b0.y + b0.height - 1); b.height = b0.height - (b.y - b0.y); }
     if (mode.includes("s")) { b.height = Math.max(1, b0.height + dy); }
+    const W = S.item.item.width, H = S.item.item.height;  // keep the box inside the image
+    b.x = Math.min(Math.max(0, b.x), W - 1); b.y = Math.min(Math.max(0, b.y), H - 1);
+    b.width = Math.min(b.width, W - b.x); b.height = Math.min(b.height, H - b.y);
     drawItemBoxes();
   };
   const up = () => { window.removeEventListener("mousemove", move); window.removeEventListener("mouseup", up); renderActions(); };
@@ -368,9 +373,14 @@ function renderActions() {
 async function fix(params) {
   try {
     const r = await api("fix", Object.assign({dataset: S.ds, ref: S.item.item.reference_id}, params), true);
+    S.undoStack.push(r.label_version);
     toast(`saved as label version ${r.label_version} — commit the run to see the metrics change`);
+    const keep = S.selected;
     await afterLabelChange();
-    if (S.item) await openItem(S.item.item.reference_id, S.itemIndex);
+    if (S.item) {
+      await openItem(S.item.item.reference_id, S.itemIndex);
+      if (keep && S.item.objects.some(o => objKey(o) === keep)) selectObject(keep);
+    }
   } catch (e) { toast(e.message, true); }
 }
 async function afterLabelChange() {
@@ -381,7 +391,9 @@ async function afterLabelChange() {
 }
 async function undo() {
   try {
-    const r = await api("undo", {dataset: S.ds}, true);
+    // undo walks back through this session's fixes; then the latest version of the dataset
+    const version = S.undoStack.length ? S.undoStack.pop() : undefined;
+    const r = await api("undo", {dataset: S.ds, version}, true);
     toast(`undone: now label version ${r.label_version}`);
     await afterLabelChange();
     if (S.item) await openItem(S.item.item.reference_id, S.itemIndex);
@@ -483,7 +495,9 @@ async function loadMetrics() {
   const a = $("m-run-a").value, b = $("m-run-b").value;
   if (!a && !b) { $("metrics").replaceChildren(el("p", {}, "choose a committed run")); return; }
   let r;
+  const seq = (loadMetrics.seq = (loadMetrics.seq || 0) + 1);
   try { r = await api("metrics", {dataset: S.ds, run: a, run_b: b, slice: $("m-slice").value}); } catch (e) { return toast(e.message, true); }
+  if (seq !== loadMetrics.seq) return;  // a newer request was sent meanwhile
   const runs = ["run", "run_b"].filter(k => r[k]).map(k => r[k]);
   const stats = Object.keys(runs[0].stats);
   const out = [];
