@@ -386,16 +386,19 @@ class Dataset:
         delete_set(self, name)
 
     def compute_embeddings(self, model: Any = "phash", level: str = "item", name: str | None = None,
-                           run: Any = None, batch_size: int = 32, progress: Any = True) -> dict[str, Any]:
+                           run: Any = None, batch_size: int = 32, progress: Any = True,
+                           limit: int | None = None) -> dict[str, Any]:
         """Embed the dataset's images (or object crops) with a built-in embedder or a callable.
 
         ``model``: "phash", "dhash", "efficientnet-lite0" or ``images -> float32[N, d]``. Resumes after an
-        interruption (each batch is committed) and skips what the set already holds.
+        interruption (each batch is committed) and skips what the set already holds. ``level`` "gt" or
+        "prediction" (with ``run``) embeds box crops. ``progress``: True (stderr), False or ``f(done, total)``;
+        ``limit``: embed at most this many now.
         """
         from engine.similarity.compute import compute_embeddings
 
         return compute_embeddings(self, model=model, level=level, name=name, run=run, batch_size=batch_size,
-                                  progress=progress)
+                                  progress=progress, limit=limit)
 
     def similar(self, query: Any, k: int = 10, embeddings: str | None = None, where: str | None = None,
                 slice: Any = None, run: Any = None, method: str = "exact", include_query: bool = False) -> pa.Table:
