@@ -144,3 +144,42 @@ def test_insights_metrics_and_slices(browser, street):  # noqa: F811
     page.wait_for_function(f"(() => {{ const c = document.querySelector('#m-stats tr[data-stat=AP] td:nth-child(2)'); "
                            f"return c && Math.abs(parseFloat(c.textContent) - {ws.get_run('simulated').metrics(slice='cam')['stats']['AP']}) < 1e-3; }})()")
     assert page.js_errors == []
+
+
+def test_similarity_panel(browser, street):  # noqa: F811
+    import numpy as np
+
+    ds, app = street["ds"], street["app"]
+    page = new_page(browser, app.url)
+    assert page.locator("#tab-similarity").is_hidden()  # no embeddings yet
+    refs = ds.items().column("reference_id").to_pylist()
+    with app.api.lock:
+        ds.add_embeddings("rand", (refs, np.random.default_rng(0).random((len(refs), 8), dtype=np.float32)))
+        expect = ds.similar(refs[0], k=5, embeddings="rand").column("reference_id").to_pylist()
+    page = new_page(browser, app.url)
+    assert page.locator("#tab-similarity").is_visible()
+    # find similar from the item view: the grid shows the neighbours, best first
+    page.fill("#q", f'reference_id = "{refs[0]}"')
+    page.press("#q", "Enter")
+    page.wait_for_function("document.querySelectorAll('#grid .cell').length === 1")
+    page.locator("#grid .cell").first.click()
+    page.wait_for_selector("#item-view:not([hidden]) #iv-similar:not([hidden])")
+    page.click("#iv-similar")
+    page.wait_for_function(f"document.getElementById('page-info').textContent.endsWith('of {len(refs) - 1}')")
+    shown = page.locator("#grid .cell").evaluate_all("cs => cs.map(c => c.dataset.ref)")
+    assert shown[:5] == expect[:5]
+    # the 2-D map with a lasso around every point selects them all into the grid
+    page.click("#tab-similarity")
+    page.wait_for_selector("#s-map circle")
+    assert page.locator("#s-map circle").count() == len(refs)
+    b = page.locator("#s-map").bounding_box()
+    page.mouse.move(b["x"] + 2, b["y"] + 2)
+    page.mouse.down()
+    for x, y in [(b["width"] - 2, 2), (b["width"] - 2, b["height"] - 2), (2, b["height"] - 2), (2, 4)]:
+        page.mouse.move(b["x"] + x, b["y"] + y, steps=4)
+    page.mouse.up()
+    assert page.inner_text("#s-count") == f"{len(refs)} selected"
+    shot(page, "similarity", street["tmp"])
+    page.click("#s-show")
+    page.wait_for_function(f"document.getElementById('page-info').textContent.endsWith('of {len(refs)}')")
+    assert page.js_errors == []

@@ -564,12 +564,12 @@ function inPoly(x, y, poly) {
 }
 async function showSelection(refs) {
   const r = await api("select", {dataset: S.ds, refs}, true);
-  S.sel = r.sel; S.offset = 0; showTab("grid"); loadGrid();
+  S.sel = r.sel; S.q = ""; $("q").value = ""; S.offset = 0; showTab("grid"); loadGrid();
 }
 async function findSimilar() {
   try {
     const r = await api("similar", {dataset: S.ds, ref: S.item.item.reference_id, embeddings: $("s-emb").value}, true);
-    closeItem(); S.sel = r.sel; S.offset = 0; showTab("grid"); loadGrid();
+    closeItem(); S.sel = r.sel; S.q = ""; $("q").value = ""; S.offset = 0; showTab("grid"); loadGrid();
   } catch (e) { toast(e.message, true); }
 }
 
