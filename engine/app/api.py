@@ -14,6 +14,7 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from pathlib import Path
 from typing import Any, Callable
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ from queries import DSLError
 from queries.fields import ANNOTATION_AGGREGATES, ITEM_COLUMNS, OBJECT_FIELDS, PREDICTION_AGGREGATES
 
 MAX_PAGE = 500
+_PAGE_SQL = (Path(__file__).with_name("page_objects.sql")).read_text(encoding="utf-8")
 _NAME = re.compile(r"^[\w .:+-]{1,128}$")
 
 
@@ -264,14 +266,19 @@ class AppAPI:
         return out
 
     def _objects(self, ds: Any, refs: list[str], run: Any) -> dict[str, list]:
-        """GT and (with a committed run) predictions of ``refs``, grouped by item, through the DSL."""
-        dsl = "reference_id IN (" + ", ".join(dsl_string(r) for r in refs) + ")"
-        use_run = run.name if run is not None and self._committed(run) else None
-        t = ds.query_objects(dsl, run=use_run)
-        cols = ["source", "reference_id", "annotation_id", "label", "x", "y", "width", "height",
-                "confidence", "iou", "best_iou", "status", "error_type", "metadata", "iscrowd"]
+        """GT and (with a committed run) predictions of ``refs`` with their match rows, grouped by item.
+
+        One bound query (page_objects.sql): the grid needs a page's boxes, not a DSL filter; it
+        reads the same ``matches`` index as ``query_objects`` (same status, IoU and error type).
+        """
+        from engine.analysis.patches import match_threshold
+
+        run_id, thr = -1, 0.5
+        if run is not None and self._committed(run):
+            run_id, thr = run.id, match_threshold(self.ws.store, run.id)
+        t = self.ws.store.arrow(_PAGE_SQL, {"ds": ds.id, "refs": refs, "run": run_id, "thr": thr})
         out: dict[str, list] = {r: [] for r in refs}
-        for r in rows(t, cols):
+        for r in rows(t.drop_columns(["seq"])):
             out.setdefault(r.pop("reference_id"), []).append(r)
         return out
 

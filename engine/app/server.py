@@ -127,6 +127,7 @@ def _handler(app: App) -> type[BaseHTTPRequestHandler]:
         server_version = "LoupeApp"
         sys_version = ""
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stall)
 
         def log_message(self, fmt: str, *args: Any) -> None:  # quiet; errors still reach stderr
             pass

@@ -104,7 +104,10 @@ def test_seed_walk(browser, seed):  # noqa: F811 (pytest fixture)
     page.select_option("#p-status", "fp")
     page.select_option("#p-sort", "confidence")
     page.check("#p-desc")
-    page.wait_for_function("[...document.querySelectorAll('#patches .patch')].every(p => p.dataset.status === 'fp')")
+    page.wait_for_function("""(() => { const ps = [...document.querySelectorAll('#patches .patch')];
+        if (!ps.length || !ps.every(p => p.dataset.status === 'fp')) return false;
+        const conf = ps.map(p => parseFloat((/conf ([0-9.]+)/.exec(p.textContent) || [0, "NaN"])[1]));
+        return conf.every((c, i) => i === 0 || c <= conf[i - 1]); })()""")
     patch = page.locator("#patches .patch").first
     fp_ref = patch.get_attribute("data-ref")
 

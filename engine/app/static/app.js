@@ -423,10 +423,12 @@ async function loadPatches() {
   if (!S.run) { $("patches").replaceChildren(el("p", {}, "choose a run")); return; }
   if (!runCommitted()) { $("patches").replaceChildren(el("p", {}, "the run is not committed yet: use ‘Commit run’")); return; }
   let res;
+  const seq = (loadPatches.seq = (loadPatches.seq || 0) + 1);
   try {
     res = await api("patches", {dataset: S.ds, run: S.run, status: $("p-status").value, label: $("p-label").value,
                                 sort: $("p-sort").value, desc: $("p-desc").checked, offset: S.pOffset, limit: PAGE});
   } catch (e) { return toast(e.message, true); }
+  if (seq !== loadPatches.seq) return;  // a newer request was sent meanwhile
   $("p-info").textContent = res.patches.length ? `${S.pOffset + 1}–${S.pOffset + res.patches.length}` : "none";
   $("patches").replaceChildren(...res.patches.map(p => {
     const c = el("canvas", {width: 160, height: 160});
