@@ -26,6 +26,7 @@ from queries.fields import ANNOTATION_AGGREGATES, ITEM_COLUMNS, OBJECT_FIELDS, P
 
 MAX_PAGE = 500
 _PAGE_SQL = (Path(__file__).with_name("page_objects.sql")).read_text(encoding="utf-8")
+_GRID_SQL = (Path(__file__).with_name("grid_items.sql")).read_text(encoding="utf-8")
 _NAME = re.compile(r"^[\w .:+-]{1,128}$")
 
 
@@ -237,7 +238,7 @@ class AppAPI:
         if q or order:
             t = ds.query(q or "width >= 0", run=run.name if run and (q or order) else None, order_by=order)
         else:
-            t = ds.items()
+            t = self.ws.store.arrow(_GRID_SQL, {"ds": ds.id})  # ds.items() without the metadata JSON
         t = t.select(["reference_id", "width", "height"])
         if sl:
             members = pa.array(ds.get_slice(sl).reference_ids(), pa.string())
