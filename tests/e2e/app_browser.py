@@ -62,8 +62,8 @@ def shot(page, name: str, tmp: Path, locator=None) -> Path:
 
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
         im = Image.open(target).convert("RGB")
-        im.thumbnail((1100, 1100))
-        im.quantize(colors=128).save(DOCS_IMG / f"app-{name}.png", optimize=True)
+        im.thumbnail((900, 900))
+        im.quantize(colors=64).save(DOCS_IMG / f"app-{name}.png", optimize=True)
     return target
 
 
