@@ -83,6 +83,9 @@ class App:
     def __repr__(self) -> str:
         return f"App({self.url!r})"
 
+    def __str__(self) -> str:  # print(engine.launch_app(...)) shows the URL
+        return self.url
+
     def _repr_html_(self) -> str:  # a link in notebooks
         u = html.escape(self.url)
         return f'<a href="{u}" target="_blank">Loupe App at {u}</a>'
