@@ -393,7 +393,11 @@ async function undo() {
   try {
     // undo walks back through this session's fixes; then the latest version of the dataset
     const version = S.undoStack.length ? S.undoStack.pop() : undefined;
-    const r = await api("undo", {dataset: S.ds, version}, true);
+    let r;
+    try { r = await api("undo", {dataset: S.ds, version}, true); } catch (e) {
+      if (version !== undefined) S.undoStack.push(version);  // refused (e.g. changed again later): keep it
+      throw e;
+    }
     toast(`undone: now label version ${r.label_version}`);
     await afterLabelChange();
     if (S.item) await openItem(S.item.item.reference_id, S.itemIndex);
