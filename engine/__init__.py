@@ -49,11 +49,22 @@ def explain(dsl: str, dialect: str = "duckdb", objects: bool = False, run: str |
     return _explain(dsl, dialect, run=run, objects=objects)
 
 
+def launch_app(ws_or_path, host: str = "127.0.0.1", port: int = 0, read_only: bool = False, open_browser: bool = False):
+    """Serve the Loupe App over a workspace (or its file) in a background thread; ``.url``, ``.stop()``.
+
+    Example:
+        >>> app = engine.launch_app("loupe.duckdb"); print(app.url)
+    """
+    from engine.app.server import launch_app as _launch
+
+    return _launch(ws_or_path, host=host, port=port, read_only=read_only, open_browser=open_browser)
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops", "compare", "compare_runs",
-    "explain", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
+    "explain", "launch_app", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
     "LoupeError", "ValidationError", "NotFoundError", "AlreadyExistsError", "WorkspaceLocked", "SchemaVersionError",
     "DatasetItem", "Point", "Keypoint",
     "BoxAnnotation", "PolygonAnnotation", "SegmentationAnnotation", "CategoryAnnotation", "KeypointsAnnotation",
