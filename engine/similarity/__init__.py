@@ -1,0 +1,1 @@
+"""Similarity layer: embedders, embedding sets, search and mining."""
