@@ -351,3 +351,75 @@ class Dataset:
         from engine.analysis.scenarios import scenario_history
 
         return scenario_history(self, name, run)
+
+    # -- embeddings and similarity (engine/similarity) -------------------------------------------
+    def add_embeddings(self, name: str, vectors: Any, level: str = "item", run: Any = None,
+                       model: str | None = None) -> dict[str, Any]:
+        """Store vectors computed elsewhere (or 64-bit hashes) as the embedding set ``name``.
+
+        Args:
+            vectors: a ``pyarrow.Table`` (``reference_id``, or ``annotation_id`` / ``prediction_id`` with an
+                optional ``reference_id``, and ``vector``; a uint64 ``hash`` column makes a hash set), a dict
+                id -> vector, or ``(ids, numpy array [n, d])`` (a uint64 array [n]: hashes).
+            level: "item", "gt" (current ground-truth objects) or "prediction" (objects of ``run``).
+
+        Rows with ids already in the set replace them. Bad input (mixed dimensions, NaN/inf, unknown or
+        duplicate ids) raises ``ValidationError`` naming the record; nothing is written.
+
+        Example:
+            >>> ds.add_embeddings("clip", (ref_ids, clip_vectors), model="clip-vit-b32")
+        """
+        from engine.similarity.sets import add_embeddings
+
+        return add_embeddings(self, name, vectors, level=level, run=run, model=model)
+
+    def embeddings(self) -> pa.Table:
+        """The dataset's embedding sets: name, level, run, model, kind, dim, count, created_at."""
+        from engine.similarity.sets import list_sets
+
+        return list_sets(self)
+
+    def delete_embeddings(self, name: str) -> None:
+        """Delete an embedding set (its vectors and 2-D maps)."""
+        from engine.similarity.sets import delete_set
+
+        delete_set(self, name)
+
+    def compute_embeddings(self, model: Any = "phash", level: str = "item", name: str | None = None,
+                           run: Any = None, batch_size: int = 32, progress: Any = True,
+                           limit: int | None = None) -> dict[str, Any]:
+        """Embed the dataset's images (or object crops) with a built-in embedder or a callable.
+
+        ``model``: "phash", "dhash", "efficientnet-lite0" or ``images -> float32[N, d]``. Resumes after an
+        interruption (each batch is committed) and skips what the set already holds. ``level`` "gt" or
+        "prediction" (with ``run``) embeds box crops. ``progress``: True (stderr), False or ``f(done, total)``;
+        ``limit``: embed at most this many now.
+        """
+        from engine.similarity.compute import compute_embeddings
+
+        return compute_embeddings(self, model=model, level=level, name=name, run=run, batch_size=batch_size,
+                                  progress=progress, limit=limit)
+
+    def similar(self, query: Any, k: int = 10, embeddings: str | None = None, where: str | None = None,
+                slice: Any = None, run: Any = None, method: str = "exact", include_query: bool = False) -> pa.Table:
+        """The k items (or objects) most similar to ``query``: ``reference_id`` [+ object id], ``score``.
+
+        ``query``: a reference id (an object id at object level), several (positives, combined as the
+        mean of their unit vectors) or a vector. ``where`` (item DSL) and ``slice`` restrict candidates.
+        ``method="hnsw"`` uses an approximate index (``usearch``; built on first use, recall reported by
+        ``similarity_index``). Scores: cosine similarity, or 1 - Hamming/64 for hash sets.
+
+        Example:
+            >>> ds.similar("crowded_017", k=20, embeddings="effnet", where="annotations.count = 0")
+        """
+        from engine.similarity.search import similar
+
+        return similar(self, query, k=k, embeddings=embeddings, where=where, slice=slice, run=run,
+                       method=method, include_query=include_query)
+
+    def similarity_index(self, embeddings: str | None = None, **options: Any) -> dict[str, Any]:
+        """Build (or load) the HNSW index of a vector set; returns its size and recall@10 vs exact search."""
+        from engine.similarity import hnsw, search, sets
+
+        entry = search.loaded(self, sets.get_set(self, embeddings, kind="vector"))
+        return hnsw.ensure(self, entry, **options)

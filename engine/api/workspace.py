@@ -105,6 +105,9 @@ class Workspace:
         """Delete a dataset with its items, annotations, slices, runs, predictions and matches."""
         ds = self.get_dataset(name)
         with self.store.transaction() as con:
+            from engine.similarity.sets import delete_dataset_sets
+
+            delete_dataset_sets(self.store, ds.id)  # embedding sets and their maps
             p = {"ds": ds.id}
             runs = "(SELECT run_id FROM runs WHERE dataset_id = $ds)"
             slices = "(SELECT slice_id FROM slices WHERE dataset_id = $ds)"

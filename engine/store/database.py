@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import LoupeError, SchemaVersionError, WorkspaceLocked
+from ..similarity import schema as similarity_schema
 
 SCHEMA_VERSION = 1
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
@@ -135,6 +136,7 @@ class Store:
         self._open_transactions = 0  # the store's own transactions in progress (any thread)
         self._local.cur = self._con
         self._ensure_schema()
+        similarity_schema.ensure(self)  # embedding tables (engine/similarity), added to older workspaces too
         self._register_udfs(self._con)
 
     # -- connection -------------------------------------------------------------------------
