@@ -27,7 +27,8 @@ from .metadata import MetaRef
 from .objects import ObjectPlan, build_side, plan_of
 from .parser import parse
 from .scopes import Context, ItemScope, ObjectScope, Segments
-from .sqlbuild import Aggregates, Side, items_query, objects_query, placeholder_or
+from .scores import SCORE_FUNCTIONS, UNCERTAINTY_METHODS, ScoreSpec
+from .sqlbuild import Aggregates, Side, col, items_query, objects_query, placeholder_or
 from .values import (ALL, Pos, Val, and_, arith_consts, boolean, compare_consts, literal, not_,
                      or_, paren, type_name, typed_null)
 
@@ -53,6 +54,7 @@ class CompiledQuery:
     run: str | None = None
     plan: ObjectPlan | None = None  # object queries: the filter and order per side, for object_scan
     user_order: bool = False  # item queries: an ORDER BY of the query's own (else rows are by item_id)
+    scores: tuple = ()  # ScoreSpecs the engine must register before running the SQL (queries/scores.py)
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -347,7 +349,52 @@ class _Builder(Transformer):
         if call.name == "predictions":
             raise DSLNameError('predictions("run") needs a field, e.g. predictions("run").fp', name="predictions",
                                line=pos.line, column=pos.column, length=pos.length)
+        if call.name in SCORE_FUNCTIONS:
+            return self._score(call)
         return self._function(call)
+
+    def _score(self, call: _Call) -> Val:
+        """similarity / uniqueness / uncertainty: a score the engine computes, read by item (or prediction)."""
+        pos, name = call.pos, call.name
+        args = [self.value(a, STRING) for a in call.args]
+        run = call.kwargs.pop("run", None) if name == "uncertainty" else None
+        shapes = {"similarity": "similarity(\"set\", \"id\", ...)", "uniqueness": "uniqueness(\"set\")",
+                  "uncertainty": "uncertainty(\"entropy\" | \"margin\" | \"least_confidence\")"}
+        n_ok = len(args) >= 2 if name == "similarity" else len(args) == 1
+        if call.kwargs or not n_ok or not all(isinstance(a.const, str) for a in args):
+            raise DSLTypeError(f"{name}(...) takes string arguments: {shapes[name]}", line=pos.line,
+                               column=pos.column, length=pos.length)
+        consts = tuple(a.const for a in args)
+        scope = self.scope
+        item = scope if isinstance(scope, ItemScope) else scope.item
+        if name != "uncertainty":
+            spec = ScoreSpec(name, consts)
+            key = item.item_id.copy()
+        else:
+            if consts[0] not in UNCERTAINTY_METHODS:
+                raise unknown("uncertainty method", consts[0], UNCERTAINTY_METHODS).at(
+                    args[0].pos.line, args[0].pos.column, args[0].pos.length)
+            run_name = None
+            if run is not None:
+                rv = self.value(run, STRING)
+                if not isinstance(rv.const, str):
+                    raise DSLTypeError("uncertainty(..., run=\"name\") takes a run name", line=pos.line,
+                                       column=pos.column, length=pos.length)
+                run_name = rv.const
+            info = self.ctx.run(run_name, pos, "uncertainty(...)")
+            if isinstance(scope, ObjectScope):
+                if scope.side == "gt" or (scope.run is not None and scope.run.name != info.name):
+                    return typed_null(NUMBER, pos, f"uncertainty(\"{consts[0]}\")")
+                scope.uses_base = True
+                spec = ScoreSpec(name, consts, info.name, "pred_key")
+                key = col("pred_key", scope.alias)
+            else:
+                spec = ScoreSpec(name, consts, info.name)
+                key = item.item_id.copy()
+        if spec not in self.ctx.scores:
+            self.ctx.scores.append(spec)
+        shown = ", ".join(f'"{c}"' for c in consts)
+        return Val(spec.lookup(key), NUMBER, name=f"{name}({shown})", pos=pos)
 
     def _function(self, call: _Call) -> Val:
         pos, name = call.pos, call.name
@@ -480,7 +527,7 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         n, off = parts.limit or (None, None)
         expression = items_query(where, [(v.sql, d) for v, d in parts.order], n, off, ctx.aggs, scope.used_ctes,
                                  projection)
-        return CompiledQuery(target, expression, text, run, user_order=bool(parts.order))
+        return CompiledQuery(target, expression, text, run, user_order=bool(parts.order), scores=tuple(ctx.scores))
 
     run_info = ctx.default_run
     limited = projection == "ids" or limit is not None or offset is not None
@@ -507,8 +554,9 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         oscope = ObjectScope(ctx, "gt", run_info)
         parts = parts_for(oscope)
         sides.append(build_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
-    plan = plan_of(sides, desc, n, off, ctx.aggs)
-    return CompiledQuery(target, lambda: objects_query(sides, desc, n, off, ctx.aggs, projection), text, run, plan)
+    plan = plan_of(sides, desc, n, off, ctx.aggs) if not ctx.scores else None  # scores: DuckDB only
+    return CompiledQuery(target, lambda: objects_query(sides, desc, n, off, ctx.aggs, projection), text, run, plan,
+                         scores=tuple(ctx.scores))
 
 
 def _where(v: Val | None) -> exp.Expression | None:
@@ -527,6 +575,7 @@ def _nested(ctx: Context, info: SliceInfo, pos: Pos) -> exp.Expression:
     except DSLError as e:
         raise DSLNameError(f"slice '{info.name}' cannot be evaluated: {e.message}", name=info.name,
                            line=pos.line, column=pos.column, length=pos.length) from None
+    ctx.scores.extend(s for s in q.scores if s not in ctx.scores)
     return q.expression
 
 

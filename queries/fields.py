@@ -75,6 +75,9 @@ FUNCTIONS: dict[str, str] = {
     "lower": "lower(s): lower-case string",
     "upper": "upper(s): upper-case string",
     "length": "length(s): number of characters",
+    "similarity": 'similarity("set", "id", ...): cosine similarity to the given items (scores.py)',
+    "uniqueness": 'uniqueness("set"): FiftyOne-style uniqueness in [0, 1]',
+    "uncertainty": 'uncertainty("entropy" | "margin" | "least_confidence"): prediction uncertainty (in a run)',
 }
 
 

@@ -32,6 +32,7 @@ class Context:
     default_run: RunInfo | None = None
     stack: tuple[str, ...] = ()  # slices being compiled, to refuse cycles
     nested: Callable[[SliceInfo, Pos], exp.Expression] | None = None  # compiles a dynamic slice to ids
+    scores: list = field(default_factory=list)  # ScoreSpecs the engine computes before running (queries/scores.py)
 
     @property
     def open(self) -> bool:

@@ -423,3 +423,61 @@ class Dataset:
 
         entry = search.loaded(self, sets.get_set(self, embeddings, kind="vector"))
         return hnsw.ensure(self, entry, **options)
+
+    def find_duplicates(self, method: str | None = "phash", max_hamming: int | None = None,
+                        embeddings: str | None = None, max_distance: float | None = None) -> pa.Table:
+        """Near-duplicate groups: one row per member (``group``, ``reference_id`` [+ object id], ``distance``).
+
+        A hash set (``method`` names its model or the set; default threshold ``max_hamming=10`` bits) or a vector
+        set (``embeddings=``; cosine distance ``max_distance``, default 0.05). ``duplicate_histogram`` helps
+        pick the threshold.
+        """
+        from engine.similarity.duplicates import find_duplicates
+
+        return find_duplicates(self, method=method, max_hamming=max_hamming, embeddings=embeddings,
+                               max_distance=max_distance)
+
+    def duplicate_histogram(self, method: str | None = "phash", embeddings: str | None = None, bins: int = 32,
+                            sample: int | None = 2000, path: str | None = None) -> pa.Table:
+        """Nearest-neighbour distance histogram (``bin_start``, ``bin_end``, ``count``); ``path`` writes a PNG."""
+        from engine.similarity.duplicates import duplicate_histogram
+
+        return duplicate_histogram(self, method=method, embeddings=embeddings, bins=bins, sample=sample, path=path)
+
+    def leaky_splits(self, slice_a: Any, slice_b: Any, method: str | None = "phash", embeddings: str | None = None,
+                     max_hamming: int | None = None, max_distance: float | None = None) -> pa.Table:
+        """Near-duplicate pairs across two slices (e.g. train / test), closest first."""
+        from engine.similarity.duplicates import leaky_splits
+
+        return leaky_splits(self, slice_a, slice_b, method=method, embeddings=embeddings, max_hamming=max_hamming,
+                            max_distance=max_distance)
+
+    def uniqueness(self, embeddings: str | None = None) -> pa.Table:
+        """Uniqueness per item (FiftyOne's definition: 3 nearest neighbours, weights .6/.3/.1, max = 1)."""
+        from engine.similarity.uniqueness import uniqueness
+
+        return uniqueness(self, embeddings)
+
+    def select_for_labeling(self, n: int, strategy: str = "uncertainty+diversity", where: str | None = None,
+                            slice_name: str = "to-label", embeddings: str | None = None, run: Any = None,
+                            method: str = "entropy") -> "Slice":
+        """Pick ``n`` items to label next among those matching ``where`` → a static slice ``slice_name``.
+
+        ``strategy``: "uncertainty" (needs ``run``), "diversity" (k-center greedy on ``embeddings``) or
+        "uncertainty+diversity" (k-center greedy over the 5n most uncertain).
+        """
+        from engine.similarity.selection import select_for_labeling
+
+        return select_for_labeling(self, n, strategy=strategy, where=where, slice_name=slice_name,
+                                   embeddings=embeddings, run=run, method=method)
+
+    def embedding_map(self, name: str | None = None, method: str = "pca", path: str | None = None,
+                      colour_by: str = "label", run: Any = None) -> pa.Table:
+        """2-D map of an embedding set (PCA; UMAP when umap-learn is installed), stored per item / object:
+        ``reference_id`` [+ object id], ``x``, ``y``. ``path``: also a PNG coloured by label, slice or status."""
+        from engine.similarity.projection import embedding_map, map_png
+
+        t = embedding_map(self, name, method)
+        if path is not None:
+            map_png(self, path, name, method, colour_by, run)
+        return t

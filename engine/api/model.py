@@ -194,3 +194,13 @@ class ModelRun:
         from engine.analysis.scenarios import run_scenarios
 
         return run_scenarios(self, baseline=baseline, scenarios=scenarios)
+
+    def uncertainty(self, method: str = "entropy", per: str = "prediction") -> pa.Table:
+        """Uncertainty of the run's predictions from ``class_pdf`` (else confidence as a 2-class distribution).
+
+        ``method``: "entropy" (normalised), "margin" (1 - (p1 - p2)) or "least_confidence" (1 - p1); all in
+        [0, 1]. ``per="item"``: each item's most uncertain prediction, most uncertain items first.
+        """
+        from engine.similarity.uncertainty import uncertainty
+
+        return uncertainty(self, method=method, per=per)

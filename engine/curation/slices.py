@@ -60,6 +60,10 @@ class Slice:
         if self.dynamic:
             ids = compile_for(self.dataset, self.query or "", self.kind, self.run, projection="ids", strict=False)
             sql = ids.sql("duckdb")
+            if ids.scores:  # similarity / uncertainty scores: registered on this thread's connection
+                from engine.similarity.dsl import prepare
+
+                prepare(self.dataset, ids.scores)
             return sql if self.kind == "items" else f"SELECT DISTINCT item_id FROM ({sql})"
         if self.kind == "items":
             return f"SELECT item_id FROM slice_items WHERE slice_id = {int(self.id)}"

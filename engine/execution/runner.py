@@ -99,6 +99,10 @@ def execute(ds: "Dataset", compiled: CompiledQuery) -> pa.Table:
     if not isinstance(compiled.expression, exp.Select):  # we only ever build SELECTs
         raise LoupeError("internal error: compiled query is not a SELECT")
     sql = compiled.sql("duckdb")
+    if compiled.scores:  # similarity / uniqueness / uncertainty: computed by the engine, read by the SQL
+        from engine.similarity.dsl import prepare
+
+        prepare(ds, compiled.scores)
     try:
         return ds.ws.store.arrow(sql)
     except duckdb.Error as e:

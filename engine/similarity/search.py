@@ -109,6 +109,13 @@ def loaded(ds: "Dataset", info: SetInfo) -> Loaded:
     return entry
 
 
+def positions_of(item_ids: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row of each wanted item in an item-level set (rows sorted by item_id), and whether it has one."""
+    from engine.execution.copies import positions
+
+    return positions(item_ids, np.asarray(wanted, np.int64))
+
+
 # -- queries -------------------------------------------------------------------------------------
 def _id_of(q: Any) -> tuple[str | None, str]:
     """A query id: ``"ref"`` or, at object level, ``"obj"`` or ``("ref", "obj")``."""
