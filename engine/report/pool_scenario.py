@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 KS = (20, 50)
 PREDICTION_QUERY = "predictions.pedestrian >= 4"
-EFFNET_DUP_DISTANCE = 0.1  # cosine distance for EfficientNet-Lite0 near-duplicates
+EFFNET_DUP_DISTANCES = (0.05, 0.1)  # cosine distances tried for EfficientNet-Lite0 near-duplicates
 
 
 def pool_truth(pool_dir: str | Path) -> dict:
@@ -113,3 +113,27 @@ def planted_pairs(truth: dict) -> list[tuple[str, str]]:
 def crowded_examples(labeled_meta: dict[str, dict], among: Iterable[str], n: int = 3) -> list[str]:
     """The ``n`` labeled images with the most people (ties by id): a user's "good crowded examples"."""
     return sorted(among, key=lambda r: (-labeled_meta[r]["crowd"], r))[:n]
+
+
+def missed_transforms(groups_or_pairs: set[frozenset[str]], truth: dict, split: str | None = None) -> str:
+    """The planted duplicates not found, as ``transform x count`` (what a method cannot see)."""
+    missed: dict[str, int] = {}
+    for d in truth["duplicates"]:
+        if (split is None or d["source_split"] == split) and frozenset((d["reference_id"], d["source"])) not in groups_or_pairs:
+            missed[d["transform"]] = missed.get(d["transform"], 0) + 1
+    return ", ".join(f"{k} x{v}" for k, v in sorted(missed.items())) or "none"
+
+
+def leak_pairs(pairs: pa.Table) -> set[frozenset[str]]:
+    """Pairs of ``Dataset.leaky_splits`` (``reference_id_a``, ``reference_id_b``) as unordered pairs."""
+    return {frozenset(p) for p in zip(pairs.column("reference_id_a").to_pylist(),
+                                      pairs.column("reference_id_b").to_pylist())}
+
+
+def leak_scores(pairs: pa.Table, truth: dict) -> dict[str, Any]:
+    """A leak check between the test slice and the pool, against the planted duplicates of test images."""
+    found = leak_pairs(pairs)
+    want = {frozenset((d["reference_id"], d["source"])) for d in truth["duplicates"] if d["source_split"] == "test"}
+    hit = len(found & want)
+    return {"found_pairs": len(found), "planted_pairs": len(want), "true_pairs": hit,
+            "precision": hit / len(found) if found else 0.0, "recall": hit / len(want) if want else 0.0}

@@ -713,25 +713,36 @@ class Tutorial:
         r.section("14. The unlabeled pool: near-duplicates of labeled images")
         truth = ps.pool_truth(self.pool_dir)
         planted = ps.planted_pairs(truth)
-        rows = []
-        for what, kw in (("pHash, Hamming <= 10", dict(method="phash", max_hamming=10, embeddings="phash")),):
-            groups = find(**kw)
-            rows.append({"method": what, **ps.duplicate_scores(groups, planted)})
+        leaks = feature("Dataset.leaky_splits", "leaky_splits", obj=self.ds)
+        methods = [("pHash, Hamming <= 10", dict(method="phash", max_hamming=10))]
         if "effnet" in self.ds.embeddings().column("name").to_pylist():
-            groups = find(embeddings="effnet", max_distance=ps.EFFNET_DUP_DISTANCE)
-            rows.append({"method": f"EfficientNet-Lite0, cosine distance <= {ps.EFFNET_DUP_DISTANCE}",
-                         **ps.duplicate_scores(groups, planted)})
+            methods += [(f"EfficientNet-Lite0, cosine distance <= {d}", dict(method=None, embeddings="effnet",
+                                                                            max_distance=d))
+                        for d in ps.EFFNET_DUP_DISTANCES]
+        rows, leak_rows = [], []
+        for what, kw in methods:
+            groups = find(**kw)
+            rows.append({"method": what, **ps.duplicate_scores(groups, planted),
+                         "missed": ps.missed_transforms(ps.duplicate_pairs(groups), truth)})
+            pairs = leaks("test", "pool", **kw)
+            leak_rows.append({"method": what, **ps.leak_scores(pairs, truth),
+                              "missed": ps.missed_transforms(ps.leak_pairs(pairs), truth, split="test")})
         self.pool_scores["duplicates"] = rows
+        self.pool_scores["leaks"] = leak_rows
         r.paragraph(f"{len(planted)} near-duplicates of labeled images were planted in the pool (JPEG re-encoded, "
                     "half size, cropped to 85 %, brightened, mirrored); "
                     f"{truth['summary']['duplicates_of_test']} of them copy test images, so labeling them into "
                     "the training set would leak the test set. Precision: found pairs that were planted; "
                     "recall: planted pairs found.")
         r.code("ds.find_duplicates(method='phash', max_hamming=10)\n"
-               f"ds.find_duplicates(embeddings='effnet', max_distance={ps.EFFNET_DUP_DISTANCE})")
-        r.table(rows, caption="duplicate detection against the planted pairs", table_id="pool-duplicates",
-                max_rows=None, digits=3)
+               f"ds.find_duplicates(embeddings='effnet', max_distance={ps.EFFNET_DUP_DISTANCES[-1]})\n"
+               "ds.leaky_splits('test', 'pool', method='phash', max_hamming=10)")
+        r.table(rows, caption="duplicate groups over the whole dataset against the planted pairs",
+                table_id="pool-duplicates", max_rows=None, digits=3)
         r.json_block("pool-duplicates-data", rows)
+        r.table(leak_rows, caption="leak check test vs pool against the planted copies of test images",
+                table_id="pool-leaks", max_rows=None, digits=3)
+        r.json_block("pool-leaks-data", leak_rows)
         return " | ".join(f"{x['method']}: precision {x['precision']:.2f}, recall {x['recall']:.2f}" for x in rows)
 
 

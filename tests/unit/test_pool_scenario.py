@@ -34,6 +34,8 @@ def scenario(tmp_path_factory):
     ds = ws.get_dataset("d")
     refs, run = ps.add_pool(ds, pool, ws.add_model("simulated detector", "sim"))
     ds.compute_embeddings("efficientnet-lite0", name="effnet", progress=False)
+    ds.compute_embeddings("phash", name="phash", progress=False)
+    ds.create_slice("test", reference_ids=["SynthPed00001", "SynthPed00004"])
     yield ds, run, refs, ps.pool_truth(pool), json.loads((root / "metadata.json").read_text())
     ws.close()
 
@@ -61,3 +63,27 @@ def test_similarity_and_prediction_query_beat_random(scenario):
     assert rows["dsl"]["precision@20"] > base
     # the figures are the truth's count among the top 20 of what the API returned
     assert rows["similar"]["precision@20"] == sum(r in positives for r in ranked[:20]) / 20
+
+
+def test_planted_duplicates_are_found(scenario):
+    ds, _, refs, truth, _ = scenario
+    planted = ps.planted_pairs(truth)
+    for kw in (dict(method="phash", max_hamming=10), dict(method=None, embeddings="effnet", max_distance=0.1)):
+        groups = ds.find_duplicates(**kw)
+        s = ps.duplicate_scores(groups, planted)
+        # 5 planted among ~65 items (~2,000 pairs): a random pair is planted with p < 0.003
+        assert s["planted_pairs"] == 5 and s["precision"] > 0.5 and s["recall"] >= 0.6, (kw, s)
+        leaks = ps.leak_scores(ds.leaky_splits("test", "pool", **kw), truth)
+        assert leaks["planted_pairs"] == 2 and leaks["true_pairs"] >= 1, (kw, leaks)
+    # the hashes cannot see a mirrored copy: that is what the missed column reports
+    ph = ps.duplicate_pairs(ds.find_duplicates(method="phash", max_hamming=10))
+    assert "mirror x1" in ps.missed_transforms(ph, truth)
+
+
+def test_leak_scores_by_hand():
+    truth = {"duplicates": [{"reference_id": "p1", "source": "t1", "source_split": "test", "transform": "crop"},
+                            {"reference_id": "p2", "source": "r1", "source_split": "train", "transform": "mirror"}]}
+    pairs = pa.table({"reference_id_a": ["t1", "t2"], "reference_id_b": ["p1", "p9"], "distance": [0.0, 3.0]})
+    assert ps.leak_scores(pairs, truth) == {"found_pairs": 2, "planted_pairs": 1, "true_pairs": 1,
+                                            "precision": 0.5, "recall": 1.0}
+    assert ps.missed_transforms(set(), truth, split="test") == "crop x1"
