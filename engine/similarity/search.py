@@ -92,7 +92,7 @@ def loaded(ds: "Dataset", info: SetInfo) -> Loaded:
     if info.kind == "hash":
         matrix = t.column("hash").to_numpy().astype(np.uint64)
     else:
-        matrix = normalise(sets.vectors_of(t, info.dim).copy())
+        matrix = normalise(np.array(sets.vectors_of(t, info.dim), np.float32, copy=True))
     entry = Loaded(info, stamp, generation, item_id, object_id, matrix, t.column("reference_id").combine_chunks())
     if store.caching and store.generation == generation:
         with _LOCK:

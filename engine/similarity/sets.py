@@ -407,9 +407,18 @@ def load(ds: "Dataset", info: SetInfo) -> pa.Table:
     """The set's rows (item_id, object_id, vector | hash, reference_id) ordered by item_id, object_id."""
     store = ds.ws.store
     t, value = ("embedding_hashes", "hash") if info.kind == "hash" else (schema.vector_table(info.dim), "vector")
-    return store.arrow(f"""SELECT e.item_id, e.object_id, e.{value}, i.reference_id FROM {t} e
-                           JOIN items i ON i.item_id = e.item_id
-                           WHERE e.set_id = $s ORDER BY e.item_id, e.object_id""", {"s": info.set_id})
+    # sorted here rather than by ORDER BY: DuckDB sorting 512-wide rows is ~4x slower than reading them
+    rows = store.arrow(f"SELECT item_id, object_id, {value} FROM {t} WHERE set_id = $s", {"s": info.set_id})
+    rows = rows.take(pc.sort_indices(rows.select(["item_id", "object_id"]),
+                                     [("item_id", "ascending"), ("object_id", "ascending")]))
+    items = store.arrow("SELECT item_id, reference_id FROM items WHERE dataset_id = $ds ORDER BY item_id",
+                        {"ds": info.dataset_id})
+    from engine.execution.copies import positions
+
+    pos, ok = positions(items.column("item_id").to_numpy(), rows.column("item_id").to_numpy())
+    refs = items.column("reference_id").combine_chunks().take(pa.array(pos, mask=~ok)) if len(rows) else \
+        pa.array([], pa.string())
+    return rows.append_column("reference_id", refs)
 
 
 def vectors_of(table: pa.Table, dim: int) -> np.ndarray:
