@@ -66,6 +66,9 @@ truth.json schema
 ``summary``: counts (images, objects, per label, annotated, negligible, errors per reason,
     crowded_images (>= 5 people), empty_images, small_objects).
 
+The unlabeled pool (street images without annotations, known crowds, planted near-duplicates of
+labeled images) is written beside it by :func:`generate_pool`; see :mod:`sample_data.pool`.
+
 "negligible" objects (< 40 visible px or < 12% visible) are real pixels nobody would
 label; they are never annotated and are not errors.
 """
@@ -73,5 +76,6 @@ label; they are never annotated and are not errors.
 from .detector import detect
 from .generate import SampleInfo, generate, image_name
 from .labels import PF_LABELS
+from .pool import generate_pool
 
-__all__ = ["PF_LABELS", "SampleInfo", "detect", "generate", "image_name"]
+__all__ = ["PF_LABELS", "SampleInfo", "detect", "generate", "generate_pool", "image_name"]

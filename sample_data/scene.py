@@ -179,8 +179,9 @@ def _people(rng: np.random.Generator, n: int, scene: str, W: int, H: int, horizo
     return out
 
 
-def sample_scene(rng: np.random.Generator) -> Scene:
-    """Sample one image layout: size, conditions, occluders and people."""
+def sample_scene(rng: np.random.Generator, n_people: int | None = None) -> Scene:
+    """Sample one image layout: size, conditions, occluders and people (``n_people`` fixes how many
+    people are placed instead of drawing it; the unlabeled pool uses it to plant crowds)."""
     W = int(rng.integers(320, 481))
     H = int(rng.integers(240, 401))
     cond = sample_conditions(rng)
@@ -192,6 +193,6 @@ def sample_scene(rng: np.random.Generator) -> Scene:
         top = base_y + int(float(rng.uniform(0.08, 0.14)) * H)
         road = (top, top + int(float(rng.uniform(0.22, 0.32)) * H))
     occ = _occluders(rng, cond.scene, W, H, horizon, base_y, road)
-    people = _people(rng, _n_people(rng), cond.scene, W, H, horizon, base_y, road, occ)
+    people = _people(rng, _n_people(rng) if n_people is None else n_people, cond.scene, W, H, horizon, base_y, road, occ)
     things = sorted(occ + people, key=lambda t: t.ground_y)  # stable: far first
     return Scene(W, H, horizon, base_y, road, cond, things)

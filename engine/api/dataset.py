@@ -457,8 +457,11 @@ class Dataset:
         """Build (or load) the HNSW index of a vector set; returns its size and recall@10 vs exact search."""
         from engine.similarity import hnsw, search, sets
 
-        entry = search.loaded(self, sets.get_set(self, embeddings, kind="vector"))
-        return hnsw.ensure(self, entry, **options)
+        info = sets.get_set(self, embeddings, kind="vector")
+        if info.kind != "vector":
+            raise ValidationError(f"HNSW indexes vector sets; '{info.name}' is a hash set (searched exactly)",
+                                  field="embeddings")
+        return hnsw.ensure(self, search.loaded(self, info), **options)
 
     def find_duplicates(self, method: str | None = "phash", max_hamming: int | None = None,
                         embeddings: str | None = None, max_distance: float | None = None) -> pa.Table:

@@ -173,6 +173,9 @@ class Tutorial:
         self.before_after: list[dict[str, Any]] = []
         self.missing: list[str] = []
         self._compare_raw: pa.Table | None = None
+        self.pool_dir: Path | None = None
+        self.pool_refs: list[str] = []
+        self.pool_scores: dict[str, Any] = {}
 
     # -- driver ------------------------------------------------------------------------------
     def steps_plan(self) -> list[tuple[str, Callable[[], str]]]:
@@ -182,6 +185,8 @@ class Tutorial:
             ("patches", self.step_patches), ("insights", self.step_insights),
             ("label-error suggestions", self.step_label_errors), ("corrected labels", self.step_corrections),
             ("re-commit", self.step_recommit), ("before/after", self.step_before_after),
+            ("unlabeled pool: similar scenes", self.step_pool_similar),
+            ("unlabeled pool: duplicates", self.step_pool_duplicates),
         ]
 
     def run_all(self) -> TutorialResult:
@@ -626,6 +631,119 @@ class Tutorial:
                     metrics=("AP", "AP50", "AR100"))
         self._compare_raw = t.drop_columns([c for c in ("run",) if c in t.column_names])
         return {(row["slice"], row["labels"]): row for row in t.to_pylist()}
+
+
+    # -- 13. unlabeled pool: similar scenes ---------------------------------------------------------
+    def pool_size(self) -> int:
+        """Generated pool images: as many as labeled ones, between 10 and 300."""
+        return int(min(300, max(10, self.n_images)))
+
+    def step_pool_similar(self) -> str:
+        if self.mode != "sample":
+            raise _NotApplicable("the unlabeled pool is part of the sample data")
+        self._need_run()
+        import sample_data
+
+        from engine.report import pool_scenario as ps
+
+        feature("Dataset.similar", "similar", obj=self.ds)
+        compute = feature("Dataset.compute_embeddings", "compute_embeddings", obj=self.ds)
+        r = self.report
+        r.section("13. The unlabeled pool: find more crowded scenes from one example")
+        self.pool_dir = sample_data.generate_pool(self.data_dir, n_generated=self.pool_size(), seed=self.seed,
+                                                  test_ids=self.test, progress=self._progress("pool"))
+        model = self._model("simulated-detector", "simulated detector")
+        self.pool_refs, pool_run = ps.add_pool(self.ds, self.pool_dir, model, detector_seed=self.seed + 1)
+        truth = ps.pool_truth(self.pool_dir)
+        positives = set(truth["crowded"])
+        meta = json.loads((self.data_dir / "metadata.json").read_text())
+        sets = {}
+        try:
+            compute(model="efficientnet-lite0", name="effnet", progress=self._progress("embed") or False)
+            sets["effnet"] = "EfficientNet-Lite0"
+        except LoupeError as e:
+            self._skip_part("the EfficientNet-Lite0 embedder", str(e))
+        compute(model="phash", name="phash", progress=self._progress("phash") or False)
+        sets["phash"] = "pHash"
+        crowded_train = [x for x in self.train if meta[x]["crowd"] >= truth["crowded_threshold"]]
+        examples = ps.crowded_examples(meta, crowded_train or self.train, 3)
+        n = len(self.pool_refs)
+        rankings: dict[str, list[str]] = {}
+        for name, title in sets.items():
+            rankings[f"similar to {examples[0]} ({title})"] = ps.similarity_ranking(self.ds, examples[0], name, n)
+        if "effnet" in sets and len(examples) > 1:
+            rankings[f"similar to {len(examples)} crowded images (EfficientNet-Lite0)"] = ps.similarity_ranking(
+                self.ds, examples, "effnet", n)
+        rankings[f"DSL: {ps.PREDICTION_QUERY} (by predicted pedestrians)"] = ps.prediction_count_ranking(self.ds, pool_run)
+        rows = ps.rank_scores(rankings, self.pool_refs, positives, seed=self.seed)
+        if "effnet" in sets and crowded_train:  # every crowded train image as the one example, averaged
+            each = [ps.precision_at(ps.similarity_ranking(self.ds, q, "effnet", n), positives) for q in crowded_train]
+            rows.insert(len(sets), {"ranking": f"similar to one crowded image, mean over {len(each)} (EfficientNet-Lite0)",
+                                    "ranked": n, **{f"precision@{k}": float(np.mean([e[k] for e in each]))
+                                                    for k in ps.KS}})
+        self.pool_scores["crowded"] = rows
+        r.paragraph(f"{n} unlabeled street images join the dataset ({truth['summary']['generated']} generated, "
+                    f"{len(positives)} of them crowded, i.e. at least {truth['crowded_threshold']} people; and "
+                    f"{truth['summary']['duplicates']} planted near-duplicates of labeled images). Starting from "
+                    f"the most crowded labeled training image, {examples[0]}, we rank the pool by similarity and "
+                    "count how many of the top 20 / 50 are really crowded (the pool's truth.json knows).")
+        r.code(f"sample_data.generate_pool('sample_data', n_generated={self.pool_size()}, test_ids=test)\n"
+               "ds.append(pool_items); ds.create_slice('pool', reference_ids=pool_ids)\n"
+               "ds.compute_embeddings('efficientnet-lite0', name='effnet')\n"
+               f"ds.similar({examples[0]!r}, k=50, embeddings='effnet', slice='pool')\n"
+               f"ds.query('slice(\"pool\") AND {ps.PREDICTION_QUERY}', run=pool_run, "
+               "order_by='predictions.pedestrian DESC')")
+        r.table(rows, caption="precision@k for 'crowded' among the pool's top-ranked items", table_id="pool-crowded",
+                max_rows=None, digits=3)
+        r.json_block("pool-crowded-data", rows)
+        best = rows[0]
+        return (f"{n} pool items; {best['ranking']}: P@20 {best['precision@20']:.2f}, P@50 {best['precision@50']:.2f} "
+                f"(random {rows[-2]['precision@20']:.2f})")
+
+    # -- 14. unlabeled pool: duplicates --------------------------------------------------------------
+    def step_pool_duplicates(self) -> str:
+        if self.mode != "sample":
+            raise _NotApplicable("the unlabeled pool is part of the sample data")
+        if self.pool_dir is None:
+            raise Skip("the unlabeled pool (previous step)")
+        from engine.report import pool_scenario as ps
+
+        find = feature("Dataset.find_duplicates", "find_duplicates", obj=self.ds)
+        r = self.report
+        r.section("14. The unlabeled pool: near-duplicates of labeled images")
+        truth = ps.pool_truth(self.pool_dir)
+        planted = ps.planted_pairs(truth)
+        leaks = feature("Dataset.leaky_splits", "leaky_splits", obj=self.ds)
+        methods = [("pHash, Hamming <= 10", dict(method="phash", max_hamming=10))]
+        if "effnet" in self.ds.embeddings().column("name").to_pylist():
+            methods += [(f"EfficientNet-Lite0, cosine distance <= {d}", dict(method=None, embeddings="effnet",
+                                                                            max_distance=d))
+                        for d in ps.EFFNET_DUP_DISTANCES]
+        rows, leak_rows = [], []
+        for what, kw in methods:
+            groups = find(**kw)
+            rows.append({"method": what, **ps.duplicate_scores(groups, planted),
+                         "missed": ps.missed_transforms(ps.duplicate_pairs(groups), truth)})
+            pairs = leaks("test", "pool", **kw)
+            leak_rows.append({"method": what, **ps.leak_scores(pairs, truth),
+                              "missed": ps.missed_transforms(ps.leak_pairs(pairs), truth, split="test")})
+        self.pool_scores["duplicates"] = rows
+        self.pool_scores["leaks"] = leak_rows
+        r.paragraph(f"{len(planted)} near-duplicates of labeled images were planted in the pool (JPEG re-encoded, "
+                    "half size, cropped to 85 %, brightened, mirrored); "
+                    f"{truth['summary']['duplicates_of_test']} of them copy test images, so labeling them into "
+                    "the training set would leak the test set. Precision: found pairs that were planted; "
+                    "recall: planted pairs found.")
+        r.code("ds.find_duplicates(method='phash', max_hamming=10)\n"
+               f"ds.find_duplicates(embeddings='effnet', max_distance={ps.EFFNET_DUP_DISTANCES[-1]})\n"
+               "ds.leaky_splits('test', 'pool', method='phash', max_hamming=10)")
+        r.table(rows, caption="duplicate groups over the whole dataset against the planted pairs",
+                table_id="pool-duplicates", max_rows=None, digits=3)
+        r.json_block("pool-duplicates-data", rows)
+        r.table(leak_rows, caption="leak check test vs pool against the planted copies of test images",
+                table_id="pool-leaks", max_rows=None, digits=3)
+        r.json_block("pool-leaks-data", leak_rows)
+        return " | ".join(f"{x['method']}: precision {x['precision']:.2f}, recall {x['recall']:.2f}" for x in rows)
 
 
 class _NotApplicable(Exception):
