@@ -140,10 +140,12 @@ def spark_commit(tables_dir: str | Path, run: str, out_dir: str | Path, spark: A
     if label_version is None:
         label_version = src.label_version(dataset_id)
     g_rows, d_rows, pairs = _input_rows(spark, src, run_id, dataset_id, label_version, iou_type)
-    labels = sorted(r[0] for r in g_rows.select("label").union(d_rows.select("label")).distinct().collect())
+    per_label = (g_rows.select("label", F.lit(0).alias("dt")).unionByName(d_rows.select("label", F.lit(1).alias("dt")))
+                 .groupBy("label").agg(F.sum("dt").alias("n_dt")).collect())  # one job: labels and detections
+    labels = sorted(r["label"] for r in per_label)
     if not labels:
         raise LoupeError(f"run '{run}' and its dataset have no boxes or masks to match")
-    n_dt = d_rows.count()
+    n_dt = sum(int(r["n_dt"]) for r in per_label)
     n_part = partitions or max(spark.sparkContext.defaultParallelism, -(-n_dt // DETS_PER_PARTITION))
     kw = {"labels": labels, "thr": float(iou_threshold), "iou_type": iou_type,
           "class_agnostic": bool(class_agnostic), "run_id": run_id}
