@@ -35,6 +35,9 @@ TABLES: dict[str, tuple[str | None, str]] = {
     "annotations": ("dataset_id", "item_id, seq, valid_from"),
     "predictions": ("run_id", "item_id, seq"),
     "matches": ("run_id", "item_id, source, ann_key, pred_key"),
+    "slices": (None, "slice_id"),
+    "slice_items": (None, "slice_id, item_id"),
+    "slice_objects": (None, "slice_id, ann_key, pred_key"),
 }
 
 
@@ -75,7 +78,10 @@ def export_tables(ws: "Workspace", out_dir: str | Path) -> dict[str, Any]:
             files[table] = _copy(ws, f"SELECT {cols} FROM {table} ORDER BY {order}", out / f"{table}.parquet")
             continue
         files[table] = {}
-        for (value,) in con.execute(f"SELECT DISTINCT {part} FROM {table} ORDER BY 1").fetchall():
+        values = [v for (v,) in con.execute(f"SELECT DISTINCT {part} FROM {table} ORDER BY 1").fetchall()]
+        if not values:  # an empty partition keeps the table (and its partition column) readable
+            _copy(ws, f"SELECT {cols} FROM {table} LIMIT 0", out / table / f"{part}=-1" / "part-0.parquet")
+        for value in values:
             files[table][str(value)] = _copy(
                 ws, f"SELECT {cols} FROM {table} WHERE {part} = {int(value)} ORDER BY {order}",
                 out / table / f"{part}={int(value)}" / "part-0.parquet")

@@ -6,6 +6,7 @@ A local session binds 127.0.0.1, has the UI and progress bars off and 2 shuffle 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ def local_session(master: str = "local[2]", conf: dict[str, str] | None = None) 
 def _worker_path() -> None:
     """Local Python workers import the same Loupe as the driver (a source checkout may shadow an install)."""
     root = str(Path(__file__).resolve().parents[2])
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the driver's interpreter, not python3 on PATH
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in parts:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *parts])
