@@ -69,13 +69,34 @@ def test_spark_eval_prints_what_eval_prints(spark, iou_type, extra):  # noqa: F8
     assert "Average Precision" in local.output or '"stats"' in local.output
 
 
-def test_import_refuses_a_commit_of_another_workspace(spark, tmp_path):  # noqa: F811
+def test_cli_export_commit_import_and_refusal(spark, tmp_path):  # noqa: F811
+    """`loupe export parquet --tables`, `loupe spark commit`, `loupe spark import`; a commit whose
+    objects the workspace no longer holds is refused, and nothing is written."""
+    import json
+
+    import engine
     from engine.errors import LoupeError
 
     gt, dets = random_pair(4, n_images=6)
-    ws, run = import_pair(tmp_path, gt, dets)
-    export_tables(ws, tmp_path / "tables")
-    spark_commit(tmp_path / "tables", "r", tmp_path / "out", spark=spark)
-    ws.sql(f"DELETE FROM predictions WHERE pred_key IN (SELECT min(pred_key) FROM predictions)")
-    with pytest.raises(LoupeError, match="does not match run"):
-        import_commit(run, tmp_path / "out")
+    ws, run = import_pair(tmp_path, gt, dets)  # writes gt.json / res.json; the in-memory reference
+    db = str(tmp_path / "w.duckdb")
+    _load_commands()
+    runner = CliRunner()
+    out = runner.invoke(cli, ["import", "coco", str(tmp_path / "gt.json"), "--db", db, "--dataset", "d",
+                              "--results", str(tmp_path / "res.json"), "--run", "r", "--keep-outside"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli, ["export", "parquet", str(tmp_path / "tables"), "--db", db, "--tables"])
+    assert out.exit_code == 0, out.output
+    out = runner.invoke(cli, ["spark", "commit", str(tmp_path / "tables"), "--run", "r", "--out",
+                              str(tmp_path / "out"), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["stats"] == run.commit()["stats"]
+    out = runner.invoke(cli, ["spark", "import", str(tmp_path / "out"), "--db", db, "--run", "r"])
+    assert out.exit_code == 0 and "imported" in out.output, out.output
+    with engine.connect(db) as w2:
+        n = w2.sql("SELECT count(*) AS n FROM matches").column("n")[0].as_py()
+        assert n == len(dets) + len(gt["annotations"])
+        w2.sql("DELETE FROM predictions WHERE pred_key IN (SELECT min(pred_key) FROM predictions)")
+        with pytest.raises(LoupeError, match="does not match run"):
+            import_commit(w2.get_run("r"), tmp_path / "out")
+        assert w2.sql("SELECT count(*) AS n FROM matches").column("n")[0].as_py() == n
