@@ -156,14 +156,16 @@ class SparkQueries:
     """DSL queries over a table export: ``items(dataset, dsl)``, ``objects(dataset, dsl, run=...)``,
     ``slice(dataset, name)`` (a dynamic slice re-evaluated on Spark). Results are ``pyarrow.Table``s."""
 
-    def __init__(self, spark: Any, tables_dir: str | Path):
+    def __init__(self, spark: Any, tables_dir: str | Path, cache: bool = False):
+        """``cache`` keeps the tables in Spark's memory (many queries over a small export)."""
         self.spark = spark
         self.src = TablesDir.open(tables_dir)
         for name in VIEWS:
             p = self.src.root / name
             path = p if p.is_dir() else self.src.root / f"{name}.parquet"
             if path.exists():
-                spark.read.parquet(str(path)).createOrReplaceTempView(name)
+                df = spark.read.parquet(str(path))
+                (df.cache() if cache else df).createOrReplaceTempView(name)
         self._catalogs: dict[int, SparkCatalog] = {}
 
     def catalog(self, dataset: str) -> SparkCatalog:

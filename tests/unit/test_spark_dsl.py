@@ -37,7 +37,7 @@ def both(spark, tmp_path_factory):  # noqa: F811
     w.ds.create_slice("fps", query='status = "fp"', run="r1", objects=True)
     out = tmp_path_factory.mktemp("tables")
     export_tables(w.ws, out)
-    q = SparkQueries(spark, out)
+    q = SparkQueries(spark, out, cache=True)
     yield w, q
     w.ws.close()
 
