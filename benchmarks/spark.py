@@ -56,10 +56,11 @@ def main() -> None:
         ws.store.con.execute(f"SET threads = {int(a.cores)}")
         n_dt = int(ws.store.scalar("SELECT count(*) FROM predictions"))
         export_tables(ws, tmp / "tables")
-        print(f"data: {a.images} images, {n_dt} detections; import + export {time.perf_counter() - t0:.1f} s")
+        print(f"data: {a.images} images, {n_dt} detections; import + export {time.perf_counter() - t0:.1f} s",
+              flush=True)
         t0 = time.perf_counter()
         spark = local_session(f"local[{a.cores}]", {"spark.driver.memory": "4g"})
-        print(f"spark session start: {time.perf_counter() - t0:.1f} s")
+        print(f"spark session start: {time.perf_counter() - t0:.1f} s", flush=True)
         run = ws.get_run("dets")
         best = {"duckdb": float("inf"), "spark": float("inf")}
         stats = {}
@@ -67,9 +68,11 @@ def main() -> None:
             t0 = time.perf_counter()
             stats["duckdb"] = list(run.commit()["stats"].values())
             best["duckdb"] = min(best["duckdb"], time.perf_counter() - t0)
+            print(f"  duckdb round: {time.perf_counter() - t0:.1f} s", flush=True)
             t0 = time.perf_counter()
             r = spark_commit(tmp / "tables", "dets", tmp / "spark_out", spark=spark, partitions=a.partitions)
             best["spark"] = min(best["spark"], time.perf_counter() - t0)
+            print(f"  spark round: {time.perf_counter() - t0:.1f} s", flush=True)
             stats["spark"] = list(r["stats"].values())
         diff = max(abs(x - y) for x, y in zip(stats["duckdb"], stats["spark"]))
         for side in ("duckdb", "spark"):

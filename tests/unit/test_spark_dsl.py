@@ -79,3 +79,39 @@ def test_dynamic_slices_same_on_spark(both, name):
     cols = ["reference_id"] if s.kind == "items" else _OBJ_COLS
     _same(local, remote, cols)
     assert remote.num_rows > 0
+
+
+# -- the object-query corpus of tests/unit/test_object_scan.py (its own world: slices, ties, NULLs) ----------
+def _object_scan_cases():
+    import test_object_scan as t
+
+    cases = [(dsl, kw, run) for dsl, kw, _, runs in t.CORPUS for run in runs if run != "r2"]
+    return cases[::4]  # every fourth case keeps the added CI time small; all fields and forms still appear
+
+
+OS_CASES = _object_scan_cases()
+
+
+@pytest.fixture(scope="module")
+def scan_world(spark, tmp_path_factory):  # noqa: F811
+    import test_object_scan as t
+
+    out = tmp_path_factory.mktemp("scan_tables")
+    export_tables(t.W.ws, out)
+    return t.W, SparkQueries(spark, out, cache=True)
+
+
+def _rows(t: pa.Table, names: list[str]) -> list[tuple]:
+    import math
+
+    cols = [t.column(n).to_pylist() for n in names]
+    return [tuple("NaN" if isinstance(v, float) and math.isnan(v) else v for v in r) for r in zip(*cols)]
+
+
+@pytest.mark.parametrize("dsl,kw,run", OS_CASES, ids=[f"{r}:{d or '<all>'}:{k}" for d, k, r in OS_CASES])
+def test_object_scan_corpus_same_on_spark(scan_world, dsl, kw, run):
+    w, q = scan_world
+    local = w.ds.query_objects(dsl, run=run, **kw)
+    remote = q.objects(w.ds.name, dsl, run=run, **kw)
+    names = [n for n in local.column_names if n != "metadata"]  # JSON text: same values, key order may differ
+    assert _rows(remote, names) == _rows(local, names)
