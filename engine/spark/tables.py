@@ -53,13 +53,6 @@ class TablesDir:
                 return int(r["label_version"])
         raise NotFoundError(f"no dataset {dataset_id} in {self.root}")
 
-    def partition(self, table: str, column: str, value: int) -> str:
-        """The folder of one partition (a Spark read path); a clear error when it has no rows."""
-        p = self.root / table / f"{column}={int(value)}"
-        if not p.is_dir():
-            raise NotFoundError(f"{self.root} has no {table} rows for {column} {value}")
-        return str(p)
-
     def read(self, spark: Any, table: str, column: str | None = None, value: int | None = None) -> Any:
         """A Spark DataFrame of a table, or of one partition of it (empty when that partition has no rows)."""
         if column is None:
