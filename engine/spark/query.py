@@ -63,6 +63,24 @@ def _path_text(sql_literal: str) -> str:
 class _LoupeSparkGenerator(SparkGenerator):
     TRANSFORMS = {**SparkGenerator.TRANSFORMS, exp.TryCast: lambda self, e: self.trycast_sql(e)}
 
+    def div_sql(self, expression: exp.Div) -> str:
+        """a / b with DuckDB's IEEE answers for a zero divisor (±inf, NaN for 0 / 0) where Spark gives NULL
+        or fails under ANSI mode: a * inf, negated for a divisor of -0.0."""
+        if expression.meta.get("loupe_plain"):
+            return super().div_sql(expression)
+        plain = expression.copy()
+        plain.meta["loupe_plain"] = True
+        e = plain
+        a, b = e.this, e.expression
+        inf = exp.Cast(this=exp.Literal.string("Infinity"), to=exp.DataType.build("double"))
+        neg = exp.Like(this=exp.Cast(this=b.copy(), to=exp.DataType.build("string")),
+                       expression=exp.Literal.string("-%"))
+        sign = exp.Case(ifs=[exp.If(this=neg, true=exp.Literal.number(-1))], default=exp.Literal.number(1))
+        at_zero = exp.Mul(this=exp.Mul(this=exp.Paren(this=a.copy()), expression=inf), expression=sign)
+        case = exp.Case(ifs=[exp.If(this=exp.EQ(this=b.copy(), expression=exp.Literal.number(0)), true=at_zero)],
+                        default=plain)
+        return self.sql(exp.Paren(this=case))
+
     def anonymous_sql(self, expression: exp.Anonymous) -> str:
         if str(expression.this).lower() == "json_type" and len(expression.expressions) == 1:
             return _json_type(self, expression.expressions[0])
