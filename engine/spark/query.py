@@ -63,6 +63,22 @@ def _path_text(sql_literal: str) -> str:
 class _LoupeSparkGenerator(SparkGenerator):
     TRANSFORMS = {**SparkGenerator.TRANSFORMS, exp.TryCast: lambda self, e: self.trycast_sql(e)}
 
+    def with_sql(self, expression: exp.With) -> str:
+        """One definition per CTE name: a slice inlined into a query may repeat an identical CTE, which
+        DuckDB accepts and Spark rejects (DUPLICATED_CTE_NAMES); differing definitions are left to fail."""
+        seen: dict[str, str] = {}
+        keep = []
+        for cte in expression.expressions:
+            body = cte.this.sql()
+            if seen.get(cte.alias) == body:
+                continue
+            seen.setdefault(cte.alias, body)
+            keep.append(cte)
+        if len(keep) != len(expression.expressions):
+            expression = expression.copy()
+            expression.set("expressions", [c.copy() for c in keep])
+        return super().with_sql(expression)
+
     def div_sql(self, expression: exp.Div) -> str:
         """a / b with DuckDB's IEEE answers for a zero divisor (±inf, NaN for 0 / 0) where Spark gives NULL
         or fails under ANSI mode: a * inf, negated for a divisor of -0.0."""
