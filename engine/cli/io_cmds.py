@@ -172,11 +172,23 @@ def export_coco(out: str, db: str, dataset: str, run: str | None) -> None:
 @export_group.command("parquet")
 @click.argument("out", type=click.Path(file_okay=False))
 @db_option()
-@dataset_option
+@click.option("--dataset", default=None, help="Dataset name (required unless --tables).")
 @click.option("--run", help="Also write this run's predictions (predictions.parquet).")
+@click.option("--tables", is_flag=True,
+              help="Whole workspace tables with their keys, partitioned by dataset/run, clustered by item (for Spark).")
 @handle_errors
-def export_parquet(out: str, db: str, dataset: str, run: str | None) -> None:
+def export_parquet(out: str, db: str, dataset: str | None, run: str | None, tables: bool) -> None:
     """items.parquet, annotations.parquet (+ predictions.parquet) and manifest.json into folder OUT."""
+    if tables:
+        from ..io.parquet_tables import export_tables
+
+        with open_ws(db, read_only=True) as ws:
+            files = export_tables(ws, out)["files"]
+        click.echo(f"wrote {out}: " + ", ".join(
+            f"{t} ({n if isinstance(n, int) else sum(n.values())} rows)" for t, n in files.items()))
+        return
+    if dataset is None:
+        raise click.UsageError("--dataset is required (or --tables for the whole workspace)")
     with open_ws(db, read_only=True) as ws:
         manifest = ws.get_dataset(dataset).export_parquet(out, run=run)
     click.echo(f"wrote {out}: " + ", ".join(f"{f} ({n} rows)" for f, n in manifest["files"].items()))

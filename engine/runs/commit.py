@@ -85,6 +85,23 @@ def commit_run(
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
               "method": method, "iou_type": iou_type, "label_version": label_version}
     stats = stats_dict(res.stats)
+    write_commit(store, run_id, table, stats, _per_class(ev), params)
+    counts = {(r["source"], r["status"]): r["count_all"] for r in
+              table.select(["source", "status"]).cast(pa.schema([("source", pa.string()), ("status", pa.string())]))
+              .group_by(["source", "status"]).aggregate([([], "count_all")]).to_pylist()}
+    return {"tp": int(counts.get(("prediction", "tp"), 0)), "fp": int(counts.get(("prediction", "fp"), 0)),
+            "fn": int(counts.get(("gt", "fn"), 0)),
+            "ignored": int(counts.get(("prediction", "ignored"), 0) + counts.get(("gt", "ignored"), 0)),
+            "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
+
+
+def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float], per_class: list[dict[str, Any]],
+                 params: dict[str, Any]) -> None:
+    """Replace a run's matches index, match counts and evaluation in one transaction.
+
+    ``table`` holds the matches columns plus each object's ``label`` (an Arrow table or a relation
+    DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer).
+    """
     con = store.con
     con.register("__new_matches", table)
     try:
@@ -95,20 +112,13 @@ def commit_run(
             con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?::JSON, ?::JSON, now()::TIMESTAMP)",
-                [run_id, iou_type, label_version, bool(class_agnostic), json.dumps(stats),
-                 json.dumps(_per_class(ev))])
+                [run_id, params["iou_type"], params["label_version"], bool(params["class_agnostic"]),
+                 json.dumps(stats), json.dumps(per_class)])
             con.execute(
                 "UPDATE runs SET committed_at = now()::TIMESTAMP, label_version = ?, params = ?::JSON WHERE run_id = ?",
-                [label_version, json.dumps(params), run_id])
+                [params["label_version"], json.dumps(params), run_id])
     finally:
         con.unregister("__new_matches")
-    counts = {(r["source"], r["status"]): r["count_all"] for r in
-              table.select(["source", "status"]).cast(pa.schema([("source", pa.string()), ("status", pa.string())]))
-              .group_by(["source", "status"]).aggregate([([], "count_all")]).to_pylist()}
-    return {"tp": int(counts.get(("prediction", "tp"), 0)), "fp": int(counts.get(("prediction", "fp"), 0)),
-            "fn": int(counts.get(("gt", "fn"), 0)),
-            "ignored": int(counts.get(("prediction", "ignored"), 0) + counts.get(("gt", "ignored"), 0)),
-            "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 
 @dataclass

@@ -212,8 +212,6 @@ def _masks(store: Store, table: str, key: str, keys: np.ndarray) -> tuple[np.nda
 
     Polygons are rasterized to RLE at the image size and boxes become box masks (pycocotools' frBbox).
     """
-    from udfs import polygons
-
     con = store.con
     con.register("__mk", pa.table({"k": keys, "pos": np.arange(len(keys))}))
     try:
@@ -223,7 +221,19 @@ def _masks(store: Store, table: str, key: str, keys: np.ndarray) -> tuple[np.nda
                 ORDER BY m.pos""")
     finally:
         con.unregister("__mk")
+    return masks_flat(t)
+
+
+def masks_flat(t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+    """Flat RLE counts (values + offsets) of rows with mask, polygon, x, y, width, height, ih, iw columns.
+
+    Shared by the local path and the Spark kernel (engine.spark.kernel), so both rasterize alike.
+    """
+    from udfs import polygons
+
     masks = t.column("mask").combine_chunks()
+    if masks.type != pa.list_(pa.uint32()):
+        masks = masks.cast(pa.list_(pa.uint32()))
     if masks.null_count == 0:  # all stored as RLE: use the Arrow buffers as they are
         return (np.asarray(masks.values, dtype=np.uint32),
                 np.asarray(masks.offsets, dtype=np.int64) - int(masks.offsets[0].as_py()))
