@@ -54,9 +54,12 @@ def test_slices_from_sample_ids_and_query_then_metrics(db, tmp_path):
     rows = {r["name"]: r for r in map(json.loads, loupe("slice", "list", "--db", db, "--dataset", "d",
                                                         "--format", "json").stdout.splitlines())}
     assert rows["two"]["size"] == 2 and rows["three"]["size"] == 4 and rows["dyn"]["query"] == "annotations.cat >= 3"
-    # errors: a taken name and a bad query exit 1 with one line; a usage error exits 2
+    # the same definition again is get-or-create (re-runnable scripts); a taken name with other members,
+    # or a bad query, exit 1 with one line; a usage error exits 2
+    loupe("slice", "create", "two", "--db", db, "--dataset", "d", "--ids", tmp_path / "ids.txt")
+    (tmp_path / "ids2.txt").write_text("img01\n")
     assert "already exists" in loupe("slice", "create", "two", "--db", db, "--dataset", "d", "--ids",
-                                     tmp_path / "ids.txt", code=1).output
+                                     tmp_path / "ids2.txt", code=1).output
     assert "unknown label 'dgo'" in loupe("slice", "create", "x", "--db", db, "--dataset", "d", "--query",
                                            "annotations.dgo > 0", code=1).output
     loupe("slice", "create", "x", "--db", db, "--dataset", "d", code=2)
