@@ -58,3 +58,7 @@ class WorkspaceLocked(LoupeError):
 
 class SchemaVersionError(LoupeError):
     """The workspace file was written by a newer (or unknown) Loupe schema version."""
+
+
+class LoupeWarning(UserWarning):
+    """Input accepted with a loss the user should know about (e.g. masks dropped for a bbox evaluation)."""

@@ -19,8 +19,9 @@ reasons rank in one list. One SQL statement over ``matches`` / ``predictions`` /
 * ``wrong_label``: an unmatched prediction of label B with IoU >= the threshold on a GT of label A:
   ``p_real * (1 - c_same) * posterior(prior, LR)`` with ``LR = P(top label B | truly B) /
   P(top label B | labelled A)`` from the run's own label confusion, ``c_same`` the best A prediction.
-* ``loose_box``: (1) the annotation keeps a second box (``alt_box_field``, e.g. PennFudan's text box
-  as ``txt_box``) whose edges differ from the box by >= 2 px: ``1 - exp(-(dev - 1) / 2)``; (2) the best
+* ``loose_box``: (1) the annotation keeps a second, tighter box (``alt_box_field``, e.g. PennFudan's
+  text box as ``txt_box``) whose edges differ from the box by >= 2 px: ``1 - exp(-(dev - 1) / 2)`` (a
+  second box looser than the stored one is not suggested: the stored box needs no fix); (2) the best
   same-label prediction lies *inside* the GT box with IoU in [0.3, ``loose_iou``): weak on one run.
 
 **Other runs** (``other_runs``, committed on the same dataset) update each score's odds by a
@@ -303,19 +304,16 @@ def _candidates_sql() -> str:
         SELECT *, greatest(abs(ax - x), abs(ay - y), abs(ax + aw - x - w), abs(ay + ah - y - h)) AS dev,
                (aw * ah > w * h) AS alt_larger
         FROM alt),
-    loose_alt AS (
+    loose_alt AS (  -- only where the stored box is the looser one: a tight stored box needs no fix (the
+                    -- suggestion would be the stored box itself, a no-op)
         SELECT 'loose_box' AS reason, item_id, ann_key, NULL::BIGINT AS pred_key, label, label AS suggested_label,
-               CASE WHEN alt_larger THEN ax ELSE x END AS x, CASE WHEN alt_larger THEN ay ELSE y END AS y,
-               CASE WHEN alt_larger THEN aw ELSE w END AS w, CASE WHEN alt_larger THEN ah ELSE h END AS h,
-               CASE WHEN alt_larger THEN x ELSE ax END AS sx, CASE WHEN alt_larger THEN y ELSE ay END AS sy,
-               CASE WHEN alt_larger THEN w ELSE aw END AS sw, CASE WHEN alt_larger THEN h ELSE ah END AS sh,
+               x, y, w, h, ax AS sx, ay AS sy, aw AS sw, ah AS sh,
                NULL::DOUBLE AS conf, box_iou(ax, ay, aw, ah, x, y, w, h, false) AS iou, 1 AS support,
                1 - exp(-(dev - 1) / 2) AS score,
                format('the annotation records two boxes ({{}} and the box) whose edges differ by up to {{:.0f}} px '
-                      || '(IoU {{:.2f}}); the {{}} one is suggested', $alt_field, dev,
-                      box_iou(ax, ay, aw, ah, x, y, w, h, false),
-                      CASE WHEN alt_larger THEN 'tighter stored' ELSE 'tighter ' || $alt_field END) AS explanation
-        FROM alt_dev WHERE dev >= 2),
+                      || '(IoU {{:.2f}}); the tighter {{}} one is suggested', $alt_field, dev,
+                      box_iou(ax, ay, aw, ah, x, y, w, h, false), $alt_field) AS explanation
+        FROM alt_dev WHERE dev >= 2 AND NOT alt_larger),
     inside AS (  -- per run and GT: the best same-label prediction, and whether it lies inside the GT box
         SELECT g.run_id, g.ann_key, arg_max(q.pred_key, {_iou('g', 'q')}) AS pred_key,
                max({_iou('g', 'q')}) AS iou,
@@ -328,7 +326,7 @@ def _candidates_sql() -> str:
     lc AS (
         SELECT i.*, g.item_id, g.label, g.x, g.y, g.w, g.h FROM inside i JOIN gf g USING (run_id, ann_key)
         WHERE i.run_id = $run AND i.enclosed AND i.iou >= 0.3 AND i.iou < $loose_iou AND i.conf >= 0.5
-          AND i.ann_key NOT IN (SELECT ann_key FROM alt_dev WHERE dev >= 2)),
+          AND i.ann_key NOT IN (SELECT ann_key FROM alt_dev WHERE dev >= 2 AND NOT alt_larger)),
     enc_rate AS (  -- per run: share of GT whose best same-label prediction lies inside with a low IoU
         SELECT run_id, (count(*) FILTER (WHERE enclosed AND iou >= 0.3 AND iou < $loose_iou) + 0.5)
                        / (count(*) + 1.0) AS rate

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import pyarrow as pa
 
-from ..errors import AlreadyExistsError
+from ..errors import AlreadyExistsError, LoupeWarning
 from ..ingest.annotations import write_predictions
 from ._inputs import annotations_table
 
@@ -34,18 +35,32 @@ class Model:
         predictions: Iterable[Any] | pa.Table,
         metadata: Mapping[str, Any] | None = None,
         clip: bool = False,
+        exist_ok: bool = False,
     ) -> "ModelRun":
         """Store this model's predictions on ``dataset`` as a run (one transaction).
 
         Args:
             name: unique run name in the workspace.
             predictions: ``*Prediction`` objects or an Arrow table (annotation columns + confidence).
+            exist_ok: a run of this model on this dataset with this name is returned as stored instead of
+                raising AlreadyExistsError (a re-run script); the predictions given are not written, and a
+                :class:`LoupeWarning` says so when their count differs from the stored run's.
         """
         store = self.ws.store
         table = annotations_table(predictions)
         with store.transaction() as con:
-            if con.execute("SELECT 1 FROM runs WHERE name = ?", [name]).fetchone():
-                raise AlreadyExistsError(f"run '{name}' already exists")
+            row = con.execute("SELECT run_id, model_id, dataset_id FROM runs WHERE name = ?", [name]).fetchone()
+            if row is not None and exist_ok and (row[1], row[2]) == (self.id, dataset.id):
+                n = con.execute("SELECT count(*) FROM predictions WHERE run_id = ?", [row[0]]).fetchone()[0]
+                if n != table.num_rows:
+                    warnings.warn(LoupeWarning(
+                        f"run '{name}' already exists with {n} predictions; the {table.num_rows} given were not "
+                        "stored (use another run name to store them)"), stacklevel=2)
+                return ModelRun(self.ws, int(row[0]))
+            if row is not None:
+                other = "" if (row[1], row[2]) == (self.id, dataset.id) else " (of another model or dataset)"
+                raise AlreadyExistsError(f"run '{name}' already exists{other}"
+                                         + ("; exist_ok=True returns it" if not other else ""))
             run_id = store.next_key("runs", "run_id")
             con.execute(
                 "INSERT INTO runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?::JSON, NULL, NULL, NULL)",

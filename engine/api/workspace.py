@@ -140,13 +140,21 @@ class Workspace:
 
     # -- models and runs ---------------------------------------------------------------------
     def add_model(self, name: str, reference_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> "Model":
-        """Register a model; ``reference_id`` (default: the name) is unique in the workspace."""
+        """Register a model; ``reference_id`` (default: the name) is unique in the workspace.
+
+        Get-or-create: the same name and reference id again returns the existing model (a script can be
+        re-run); a reference id taken under another name raises AlreadyExistsError.
+        """
         from .model import Model
 
         ref = reference_id or name
         with self.store.transaction() as con:
-            if con.execute("SELECT 1 FROM models WHERE reference_id = ?", [ref]).fetchone():
-                raise AlreadyExistsError(f"model with reference_id '{ref}' already exists (use get_model)")
+            row = con.execute("SELECT model_id, name FROM models WHERE reference_id = ?", [ref]).fetchone()
+            if row is not None and row[1] == name:
+                return Model(self, int(row[0]), name, ref)
+            if row is not None:
+                raise AlreadyExistsError(f"model with reference_id '{ref}' already exists, named '{row[1]}' "
+                                         f"(use get_model('{ref}'))")
             model_id = self.store.next_key("models", "model_id")
             con.execute(
                 "INSERT INTO models VALUES (?, ?, ?, ?::JSON, now()::TIMESTAMP)",

@@ -31,7 +31,11 @@ SQL runs when a line ends with ';' (statements may span lines).
 .slices                 list slices
 .mode table|csv|json    output format
 .help                   this text
-.quit                   leave (also .exit or end of input)"""
+.quit                   leave (also .exit or end of input)
+Views for your own SQL (the raw tables have two traps):
+current_annotations     the current labels (`annotations` keeps every label version; current: valid_to IS NULL)
+matched_pairs           one row per prediction-GT match, with both labels (`matches` has a GT row AND a
+                        prediction row per match, so count(*) of its tp rows is twice the TPs)"""
 
 
 class Console:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import click
 import pyarrow as pa
 
+from ..errors import LoupeWarning
 from . import cli
 from .common import db_option, format_option, handle_errors, open_ws
 from .output import render
@@ -37,9 +39,13 @@ def eval_cmd(gt: str, results: str, iou_type: str, as_json: bool) -> None:
     import engine
     import numpy as np
 
-    with engine.connect() as ws:
+    with engine.connect() as ws, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LoupeWarning)
+        # bbox never reads masks: a mask that does not fit its image is a warning there, an error for segm
         ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
-                       progress=progress_printer("import"))
+                       progress=progress_printer("import"), bad_masks="drop" if iou_type == "bbox" else "error")
+        for w in caught:
+            click.echo(f"warning: {w.message}", err=True)
         run = ws.get_run("eval")
         run.commit(iou_type=iou_type)
         m = run.metrics(iou_type=iou_type)

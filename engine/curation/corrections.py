@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
@@ -24,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.analysis._sql import registered
-from engine.errors import LoupeError, NotFoundError, ValidationError
+from engine.errors import LoupeError, LoupeWarning, NotFoundError, ValidationError
 from engine.ingest.annotations import EPS, record_version, write_annotations
 from engine.store.database import Store
 
@@ -167,8 +168,11 @@ _CHANGE_RULES = (
 
 
 def _write_changes(store: Store, dataset_id: int, changes: pa.Table, v: int, reason: str | None,
-                   author: str | None) -> int:
-    """Replace the changed annotations by new rows valid from ``v``. Returns how many changed."""
+                   author: str | None) -> tuple[int, list[str]]:
+    """Replace the changed annotations by new rows valid from ``v``.
+
+    Returns how many changed and, for the rows that change nothing, up to 3 names of them.
+    """
     keys = resolve(store, dataset_id, changes)
     t = changes.append_column("old_key", pa.array(keys, pa.int64()))
     con = store.con
@@ -205,8 +209,11 @@ def _write_changes(store: Store, dataset_id: int, changes: pa.Table, v: int, rea
                 raise ValidationError(msg, record=f"reference_id '{bad[1]}', annotation_id '{bad[0]}'",
                                       field=field)
         n = int(con.execute("SELECT count(*) FROM __chg_plan WHERE len(fields) > 0").fetchone()[0])
+        same = [f"reference_id '{r}', annotation_id '{a}'" for a, r in con.execute(
+            """SELECT p.annotation_id, i.reference_id FROM __chg_plan p JOIN items i USING (item_id)
+               WHERE len(p.fields) = 0 ORDER BY p.old_key""").fetchall()]
         if n == 0:
-            return 0
+            return 0, same
         k0 = store.next_key("annotations", "ann_key")
         con.execute(
             """CREATE OR REPLACE TEMP TABLE __chg_new AS
@@ -222,7 +229,7 @@ def _write_changes(store: Store, dataset_id: int, changes: pa.Table, v: int, rea
                FROM __chg_new""", {"v": v})
         _log(store, """SELECT dataset_id, $v, item_id, annotation_id, 'change', old_key, new_key, fields,
                               coalesce(row_reason, $r), $a FROM __chg_new""", {"v": v, "r": reason, "a": author})
-        return n
+        return n, same
     finally:
         _drop_temp(store, "__chg_plan", "__chg_new")
 
@@ -292,8 +299,9 @@ def apply_changes(
         operation: the version's operation name in ``label_versions``.
 
     Returns:
-        ``{"label_version", "added", "changed", "deleted", "ignored"}``; ``label_version`` is the
-        unchanged current version when nothing changed.
+        ``{"label_version", "added", "changed", "deleted", "unchanged", "ignored"}``; ``label_version``
+        is the current version when nothing changed. Change rows whose values equal the current
+        labels are counted as ``unchanged`` and reported with a :class:`LoupeWarning`.
     """
     from engine.api._inputs import annotations_table
 
@@ -313,7 +321,8 @@ def apply_changes(
     with store.transaction():
         cur = _current_version(store, ds.id)
         v = cur + 1
-        n_chg = _write_changes(store, ds.id, chg, v, reason, author) if chg is not None and chg.num_rows else 0
+        n_chg, same = (_write_changes(store, ds.id, chg, v, reason, author) if chg is not None and chg.num_rows
+                       else (0, []))
         n_del = _write_deletes(store, ds.id, dele, v, reason, author) if dele is not None and dele.num_rows else 0
         added = {"new": 0, "ignored": 0}
         if add_t is not None:
@@ -325,8 +334,13 @@ def apply_changes(
             record_version(store, ds.id, v, operation, author, reason, 0, n_chg, n_del)
         else:
             v = cur
+    if same:  # a change equal to the current labels is not an error, but the user meant to change something
+        more = f" and {len(same) - 1} more" if len(same) > 1 else ""
+        warnings.warn(LoupeWarning(
+            f"{len(same)} change(s) left the labels as they were (the values given are the current ones): "
+            f"{same[0]}{more}" + ("" if n_chg else f"; no new label version (still {v})")), stacklevel=3)
     return {"label_version": v, "added": int(added["new"]), "changed": n_chg, "deleted": n_del,
-            "ignored": int(added.get("ignored", 0))}
+            "unchanged": len(same), "ignored": int(added.get("ignored", 0))}
 
 
 def correct(ds: "Dataset", annotation_id: Any, reason: str | None = None, author: str | None = None,

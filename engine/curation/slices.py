@@ -198,7 +198,11 @@ class Slice:
 # -- storage ------------------------------------------------------------------------------------------
 def create_slice(ds: "Dataset", name: str, reference_ids: Iterable[str] | None = None, query: str | None = None,
                  run: Any = None, objects: bool = False) -> Slice:
-    """Create a static slice (``reference_ids``) or a dynamic one (``query``, optionally in a run)."""
+    """Create a static slice (``reference_ids``) or a dynamic one (``query``, optionally in a run).
+
+    Get-or-create: a slice of the same name and definition (query and run, or the same items) is
+    returned as it is; the same name with another definition raises AlreadyExistsError.
+    """
     if not isinstance(name, str) or not name.strip():
         raise LoupeError("slice name must be a non-empty string")
     if reference_ids is not None and query is not None:
@@ -215,12 +219,17 @@ def create_slice(ds: "Dataset", name: str, reference_ids: Iterable[str] | None =
     store = ds.ws.store
     ids = _item_ids(ds, reference_ids) if reference_ids is not None else None
     with store.transaction() as con:
-        if con.execute("SELECT 1 FROM slices WHERE dataset_id = ? AND name = ?", [ds.id, name]).fetchone():
-            raise AlreadyExistsError(f"slice '{name}' already exists in dataset '{ds.name}'")
-        sid = store.next_key("slices", "slice_id")
         run_id = None
         if rname is not None:
             run_id = con.execute("SELECT run_id FROM runs WHERE name = ? AND dataset_id = ?", [rname, ds.id]).fetchone()[0]
+        old = con.execute("SELECT slice_id, kind, query, run_id FROM slices WHERE dataset_id = ? AND name = ?",
+                          [ds.id, name]).fetchone()
+        if old is not None:  # get-or-create: the same definition again returns the slice (re-runnable scripts)
+            if (old[1], old[2], old[3]) == (kind, query, run_id) and _same_members(con, int(old[0]), ids):
+                return Slice(ds, int(old[0]), name, kind, query, rname)
+            raise AlreadyExistsError(f"slice '{name}' already exists in dataset '{ds.name}' with another "
+                                     "definition (delete_slice it first)")
+        sid = store.next_key("slices", "slice_id")
         con.execute("INSERT INTO slices VALUES (?, ?, ?, ?, ?, ?, ?, now()::TIMESTAMP)",
                     [sid, ds.id, name, kind, query, compiled_sql, run_id])
         if ids is not None:
@@ -230,6 +239,20 @@ def create_slice(ds: "Dataset", name: str, reference_ids: Iterable[str] | None =
             finally:
                 con.unregister("__slice_new")
     return Slice(ds, sid, name, kind, query, rname)
+
+
+def _same_members(con: Any, slice_id: int, ids: pa.Table | None) -> bool:
+    """Whether a static slice holds exactly the items ``ids`` (dynamic: ``ids`` is None, nothing to compare)."""
+    if ids is None:
+        return True
+    con.register("__slice_cmp", ids)
+    try:
+        return not con.execute(
+            """(SELECT item_id FROM slice_items WHERE slice_id = ? EXCEPT SELECT item_id FROM __slice_cmp)
+               UNION ALL (SELECT item_id FROM __slice_cmp EXCEPT SELECT item_id FROM slice_items WHERE slice_id = ?)
+               LIMIT 1""", [slice_id, slice_id]).fetchone()
+    finally:
+        con.unregister("__slice_cmp")
 
 
 def list_slices(ds: "Dataset") -> list[Slice]:

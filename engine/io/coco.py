@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Sequence
@@ -42,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import LoupeError, ValidationError
+from ..errors import LoupeError, LoupeWarning, ValidationError
 from ..ingest.schema import annotation_schema
 from engine.store.database import to_arrow
 from ._common import (
@@ -318,8 +319,13 @@ def _num(col) -> np.ndarray:
     return np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
-def parse_gt(data: Any, images_dir: str | Path | None = None) -> tuple[pa.Table, pa.Table, CocoIndex, dict]:
-    """A COCO instances dict → (items table, annotations table, index, dataset metadata patch)."""
+def parse_gt(data: Any, images_dir: str | Path | None = None,
+             bad_masks: str = "error") -> tuple[pa.Table, pa.Table, CocoIndex, dict]:
+    """A COCO instances dict → (items table, annotations table, index, dataset metadata patch).
+
+    ``bad_masks="drop"`` keeps an annotation whose RLE mask does not fit its image as a box (its
+    ``bbox`` and ``area``), with a warning: a bbox evaluation never reads the mask.
+    """
     if not isinstance(data, dict):
         raise LoupeError("not a COCO instances file (expected a JSON object with 'images')")
     images = data.get("images")
@@ -376,8 +382,35 @@ def parse_gt(data: Any, images_dir: str | Path | None = None) -> tuple[pa.Table,
         ids_nn = np.flatnonzero(np.asarray(pc.is_valid(raw.column("id"))))
         raise bad("duplicate annotation id", ann_name(int(ids_nn[d])), "id")
     table = build_annotations(raw, index, ann_name, results=None)
+    if bad_masks == "drop":
+        table = _drop_bad_masks(table, index, raw, ann_name)
+    elif bad_masks != "error":
+        raise LoupeError(f"bad_masks must be 'error' or 'drop', got {bad_masks!r}")
     patch = {"coco": {"categories": cats, **{k: data[k] for k in ("info", "licenses") if k in data}}}
     return items, table, index, patch
+
+
+def _drop_bad_masks(table: pa.Table, index: CocoIndex, raw: pa.Table, name_of) -> pa.Table:
+    """Annotations whose RLE size differs from the image's become boxes (mask dropped), with a warning."""
+    img_pos, _ = lookup(raw.column("image_id").to_numpy(zero_copy_only=False), index.image_ids)
+    mh = _num(table.column("mask_height"))
+    mw = _num(table.column("mask_width"))
+    ih, iw = index.heights[img_pos], index.widths[img_pos]
+    bad_rows = (~np.isnan(mh) & ~np.isnan(ih) & ((mh != ih) | (mw != iw))) if len(mh) else np.zeros(0, bool)
+    bad_rows &= ~np.isnan(_num(table.column("width")))  # without a bbox there is nothing to keep
+    if not bad_rows.any():
+        return table
+    i = int(np.argmax(bad_rows))
+    warnings.warn(LoupeWarning(
+        f"{int(bad_rows.sum())} annotation mask(s) do not fit their image (first: {name_of(i)}, "
+        f"{int(mh[i])}x{int(mw[i])} mask on a {int(ih[i])}x{int(iw[i])} image); kept as boxes without "
+        "the mask (fine for bbox evaluation; segm evaluation refuses such a file)"), stacklevel=3)
+    keep = pa.array(~bad_rows)
+    for col in ("mask", "mask_height", "mask_width"):
+        c = table.column(col)
+        table = table.set_column(table.schema.get_field_index(col), col, pc.if_else(keep, c, pa.nulls(len(c), c.type)))
+    kind = pc.if_else(keep, table.column("kind"), pa.scalar("box"))
+    return table.set_column(table.schema.get_field_index("kind"), "kind", kind)
 
 
 def _results_type(raw: pa.Table) -> str:
@@ -573,6 +606,7 @@ def import_coco(
     check_images: bool | None = None,
     clip: bool | str = False,
     progress: Progress | None = None,
+    bad_masks: str = "error",
 ) -> ImportSummary:
     """Import a COCO instances file (and optionally a results file as a run) into ``dataset``.
 
@@ -583,6 +617,9 @@ def import_coco(
             read and every image must exist (``check_images`` defaults to whether it is given).
         results: a results file stored as run ``run`` (default: the file stem) of ``model``.
         clip: clip boxes to the image instead of refusing boxes outside it.
+        bad_masks: ``"error"`` (default) refuses a GT mask whose size differs from its image;
+            ``"drop"`` keeps such an annotation as its box, with a :class:`LoupeWarning` (a bbox
+            evaluation does not need masks; segm does).
 
     Returns:
         What was written; nothing is written if any record is invalid.
@@ -594,11 +631,11 @@ def import_coco(
         return import_coco_results(ws, p, dataset, run=run, model=model, clip=clip)
     preds = None
     if results is None:
-        items, anns, index, patch = parse_gt(load_json(p), images_dir)
+        items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
     else:  # DuckDB reads the results (native threads) while Python parses the ground truth
         with ThreadPoolExecutor(max_workers=1) as pool:
             raw = pool.submit(read_results_raw, results)
-            items, anns, index, patch = parse_gt(load_json(p), images_dir)
+            items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
             preds = parse_results(results, index, raw.result())
         run = run or Path(results).stem
     return write_import(ws, dataset, items, anns, check_images=images_dir is not None if check_images is None

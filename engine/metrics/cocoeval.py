@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.metrics.coco_accumulate import accumulate_curves
+from engine.metrics.params_check import validate_params
 from udfs.matching import CocoMatches, coco_greedy_match, stable_order
 
 __all__ = [
@@ -226,12 +227,10 @@ class CocoObjects:
 
 def prepare(gt: GtArrays, dt: DtArrays, params: CocoParams | None = None) -> CocoPlan:
     """Ranks, accumulate order and GT ignore flags: everything that does not need pairs."""
-    p = params or CocoParams()
+    p = validate_params(params or CocoParams())
     iou_thrs = np.asarray(p.iou_thrs, dtype=np.float64)
     max_dets = sorted(int(m) for m in p.max_dets)
     area_rng = np.asarray(p.area_rng, dtype=np.float64).reshape(-1, 2)
-    if len(iou_thrs) == 0 or (iou_thrs <= 0).any():
-        raise ValueError("iou_thrs must be non-empty and > 0")
     n_img = int(gt.n_images)
     n_cat_all = int(gt.n_categories)
 
@@ -418,7 +417,7 @@ def _masked_mean(x: np.ndarray, k_axis: int) -> np.ndarray:
 
 def summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams | None = None) -> np.ndarray:
     """The 12 pycocotools summarize() stats (same indexing and masked means)."""
-    p = params or CocoParams()
+    p = validate_params(params or CocoParams())
     iou_thrs = np.asarray(p.iou_thrs, dtype=np.float64)
     max_dets = sorted(int(m) for m in p.max_dets)
 

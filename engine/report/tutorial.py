@@ -569,11 +569,12 @@ class Tutorial:
 
     # -- 11. re-commit -------------------------------------------------------------------------
     def step_recommit(self) -> str:
+        r = self.report
+        r.section("11. Re-commit against the corrected labels")  # numbered like the console's steps
         if self.corrected_version is None:
+            r.skipped("Not applicable: there are no corrected labels to commit against.")
             raise _NotApplicable("no corrected labels")
         c = self.run.commit(label_version=self.corrected_version)
-        r = self.report
-        r.section("11. Re-commit against the corrected labels")
         r.code(f"run.commit(label_version={self.corrected_version})")
         r.table([{k: c[k] for k in ("predictions", "ground_truth", "tp", "fp", "fn", "ignored")}])
         return f"TP {c['tp']}, FP {c['fp']}, FN {c['fn']}; AP {c['stats']['AP']:.3f}"

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.matching import GreedyResult, greedy_match, hungarian_match
+from udfs.matching import GreedyResult, greedy_match, hungarian_match, stable_order
 
 from engine.store import match_counts
 from ..errors import LoupeError
@@ -214,7 +214,30 @@ def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set,
         group = d.img * max(len(inp.labels), 1) + d.cat
     if method == "hungarian":
         return hungarian_match(pairs.dt, pairs.gt, pairs.iou, len(d), len(g), thr)
-    return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
+    if not inp.class_agnostic:
+        return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
+    # pycocotools useCats=0 gathers an image's objects category by category (then input order): tied
+    # scores and tied IoUs are broken in that order, so match on objects permuted into it
+    n_cat = len(inp.categories)
+    dp, gp = stable_order((d.cat_rank, n_cat)), stable_order((g.cat_rank, n_cat))
+    inv_d, inv_g = np.empty_like(dp), np.empty_like(gp)
+    inv_d[dp], inv_g[gp] = np.arange(len(dp)), np.arange(len(gp))
+    r = greedy_match(group[dp], d.score[dp], g.crowd[gp], inv_d[pairs.dt], inv_g[pairs.gt], pairs.iou, thr,
+                     max_dets=MAX_DETS)
+    dt_match, dt_ignored, gt_match = (np.empty_like(r.dt_match), np.empty_like(r.dt_ignored),
+                                      np.empty_like(r.gt_match))
+    dt_match[dp] = _through(gp, r.dt_match)
+    dt_ignored[dp] = r.dt_ignored
+    gt_match[gp] = _through(dp, r.gt_match)
+    return GreedyResult(dt_match, dt_ignored, gt_match)
+
+
+def _through(perm: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``perm[idx]`` where idx >= 0, -1 elsewhere."""
+    out = np.full(len(idx), -1, idx.dtype)
+    ok = idx >= 0
+    out[ok] = perm[idx[ok]]
+    return out
 
 
 def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,7 @@ per-object results are kept across chunks and accumulated once at the end.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
@@ -92,10 +92,15 @@ def evaluate_inputs(
 
 def _plan(inp: EvalInputs, params: CocoParams | None) -> CocoPlan:
     g, d = inp.gt, inp.dt
+    if inp.class_agnostic:  # pycocotools useCats=0: one curve, ties ordered by category (then input order)
+        params = replace(params or CocoParams(), use_cats=False)
+        g_cat, d_cat, n_cat = g.cat_rank, d.cat_rank, len(inp.categories)
+    else:
+        g_cat, d_cat, n_cat = g.cat, d.cat, len(inp.labels)
     return prepare(
-        GtArrays(img=g.img, cat=g.cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
-                 n_categories=len(inp.labels), ann_id=inp.gt_ann_id0),
-        DtArrays(img=d.img, cat=d.cat, score=d.score, area=d.area),
+        GtArrays(img=g.img, cat=g_cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
+                 n_categories=n_cat, ann_id=inp.gt_ann_id0),
+        DtArrays(img=d.img, cat=d_cat, score=d.score, area=d.area),
         params,
     )
 

@@ -1,12 +1,15 @@
 """Evaluation inputs, gathered in SQL: GT and detections as numpy arrays, candidate pairs with IoU.
 
 Images are ordered by ``item_id`` (insertion order; COCO imports insert by ascending image id, so
-this is pycocotools' sorted ``imgIds``), GT and detections by ``seq`` (input order), categories by
-label name. Candidate pairs are found by a hash join on (item, category) with a box-overlap filter;
+this is pycocotools' sorted ``imgIds``), GT and detections by ``seq`` (input order), categories as
+pycocotools orders them: by COCO category id where the dataset was imported from COCO (its
+``coco.categories`` metadata), then any other label by name. The order fixes the summation order of the
+means (bit-identical stats) and, class-agnostic, how tied scores in an image are ordered. Candidate pairs are found by a hash join on (item, category) with a box-overlap filter;
 their IoU is the ``box_iou`` macro (bit-identical to pycocotools) or, for masks, ``udfs.rle``.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -37,6 +40,7 @@ class Side:
     area: np.ndarray
     crowd: np.ndarray  # GT only (all False for detections)
     score: np.ndarray  # detections only (NaN for GT)
+    cat_rank: np.ndarray  # index of the label in category order (= cat unless class-agnostic)
 
     def __len__(self) -> int:
         return len(self.key)
@@ -60,11 +64,13 @@ class EvalInputs:
     gt: Side
     dt: Side
     gt_ann_id0: np.ndarray  # 0 where annotation_id is "0" (pycocotools treats GT id 0 as unmatched), else 1
+    categories: list[str]  # every label in category order (``cat_rank`` indexes it)
+    class_agnostic: bool = False  # labels == ["*"]; ties are still ordered by ``cat_rank``
 
     def take(self, dt_idx: np.ndarray, gt_idx: np.ndarray) -> "EvalInputs":
         """The same evaluation restricted to some detections and GT (image indexing unchanged)."""
         return EvalInputs(self.labels, self.n_images, self.gt.take(gt_idx), self.dt.take(dt_idx),
-                          self.gt_ann_id0[gt_idx])
+                          self.gt_ann_id0[gt_idx], self.categories, self.class_agnostic)
 
 
 def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
@@ -107,12 +113,13 @@ def gather(
     images = np.asarray(images, dtype=np.int64)
     gt_labels = np.asarray(gt["label"], dtype=object)
     dt_labels = np.asarray(dt["label"], dtype=object)
-    labels = sorted(set(gt_labels.tolist()) | set(dt_labels.tolist()))
+    categories = category_order(store, dataset_id, set(gt_labels.tolist()) | set(dt_labels.tolist()))
+    rank_idx = {lab: i for i, lab in enumerate(categories)}
     if class_agnostic:
-        lab_idx = {lab: 0 for lab in labels}
+        lab_idx = {lab: 0 for lab in categories}
         labels = ["*"]
     else:
-        lab_idx = {lab: i for i, lab in enumerate(labels)}
+        lab_idx, labels = rank_idx, categories
 
     def side(d: dict, is_gt: bool) -> Side:
         n = len(d["key"])
@@ -128,10 +135,26 @@ def gather(
             area=_area(d, n),
             crowd=np.asarray(d["crowd"], dtype=bool) if is_gt else np.zeros(n, bool),
             score=_f(d["score"]) if not is_gt else np.full(n, np.nan),
+            cat_rank=_label_index(lab, rank_idx),
         )
 
     return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False),
-                      gt_ann_id0=np.asarray(gt["id_nonzero"], dtype=np.int64))
+                      gt_ann_id0=np.asarray(gt["id_nonzero"], dtype=np.int64), categories=categories,
+                      class_agnostic=class_agnostic)
+
+
+def category_order(store: Store, dataset_id: int, labels: set[str]) -> list[str]:
+    """``labels`` in pycocotools' category order: by COCO category id where the dataset has one (imported
+    from COCO), then the others by name."""
+    raw = store.scalar("SELECT (metadata -> '$.coco.categories')::VARCHAR FROM datasets WHERE dataset_id = ?",
+                       [dataset_id])
+    ids: dict[str, int] = {}
+    try:
+        for c in json.loads(raw) if raw else []:
+            ids.setdefault(str(c["name"]).strip(), int(c["id"]))
+    except (TypeError, KeyError, ValueError):  # metadata edited by hand: fall back to names
+        ids = {}
+    return sorted(labels, key=lambda lab: (0, ids[lab], lab) if lab in ids else (1, 0, lab))
 
 
 def _label_index(lab: np.ndarray, lab_idx: dict[str, int]) -> np.ndarray:

@@ -207,11 +207,12 @@ class Store:
                 f"workspace {self.path} has schema version {version}, this Loupe reads version "
                 f"{SCHEMA_VERSION}; upgrade Loupe to open it"
             )
-        from . import item_values, label_counts, match_counts
+        from . import item_values, label_counts, match_counts, views
 
         label_counts.ensure(self)  # derived tables of workspaces written before they existed
         item_values.ensure(self)
         match_counts.ensure(self)
+        views.ensure(self)
 
     @staticmethod
     def _register_udfs(con: duckdb.DuckDBPyConnection) -> None:

@@ -241,3 +241,17 @@ CREATE TABLE scenario_results (
     baseline_value  DOUBLE,
     passed          BOOLEAN NOT NULL
 );
+
+-- Views for hand-written SQL (`loupe sql`, `ws.sql`; listed by the console's .help). They avoid the two
+-- traps of the raw tables. Workspaces written before them get them on their next writable open
+-- (engine/store/views.py).
+-- `annotations` keeps every label version: a row is current while valid_to IS NULL.
+CREATE VIEW current_annotations AS SELECT * FROM annotations WHERE valid_to IS NULL;
+
+-- `matches` has a GT row AND a prediction row per match (count(*) of its TP rows is twice the TPs):
+-- one row per (prediction, GT) match, from the prediction's side; status tp, or ignored (a crowd GT).
+CREATE VIEW matched_pairs AS
+SELECT m.run_id, m.iou_threshold, m.item_id, m.pred_key, m.ann_key, m.iou, m.status,
+       p.label AS pred_label, a.label AS gt_label, p.confidence
+FROM matches m JOIN predictions p ON p.pred_key = m.pred_key JOIN annotations a ON a.ann_key = m.ann_key
+WHERE m.source = 'prediction' AND m.ann_key IS NOT NULL;

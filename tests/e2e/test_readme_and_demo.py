@@ -23,17 +23,31 @@ def test_two_commands_and_ci_runs_the_test_one():
     assert install_test.replace("pip install -e", "pip install -q -e") in ci
 
 
-def test_python_quickstart_runs(tmp_path):
+def test_python_quickstart_runs_and_runs_again(tmp_path):
     code = re.search(r"```python\n(.*?)```", README, re.S).group(1)
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert r.returncode == 0, r.stderr[-2000:]
-    with engine.connect(tmp_path / "loupe.duckdb", read_only=True) as ws:
-        ds = ws.get_dataset("street")
-        assert ds.info()["items"] == 40
-        assert ds.label_versions().num_rows == 2  # import + the quickstart's correction
-        assert [s["name"] for s in ds.slices().to_pylist()] == ["crowded"]
+    for attempt in (1, 2):  # a user re-runs it on the same file (issue 13, D15: add_model raised the 2nd time)
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert r.returncode == 0, (attempt, r.stderr[-2000:])
+        with engine.connect(tmp_path / "loupe.duckdb", read_only=True) as ws:
+            ds = ws.get_dataset("street")
+            assert ds.info()["items"] == 40
+            assert ds.label_versions().num_rows == 2  # import + the quickstart's correction, once
+            assert [s["name"] for s in ds.slices().to_pylist()] == ["crowded"]
+            assert ws.list_models().num_rows == 1 and ws.list_runs().num_rows == 1
+    assert "Warning" not in r.stderr  # the same predictions again: the stored run is reused silently
     assert any(p.suffix == ".png" for p in (tmp_path / "crops").iterdir())
+
+
+def test_pandas_extra_is_declared_and_documented():
+    """Issue 13, D16: `.to_pandas()` needs pandas, which no extra installed."""
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(d.startswith("pandas") for d in extras["pandas"]) and any(d.startswith("pandas") for d in extras["dev"])
+    assert "`pandas` (for `.to_pandas()`" in README
+    with engine.connect() as ws:
+        assert ws.sql("SELECT 1 AS one").to_pandas()["one"].tolist() == [1]
 
 
 def test_loupe_demo_end_to_end(tmp_path):

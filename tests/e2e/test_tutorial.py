@@ -154,6 +154,9 @@ def test_tutorial_pennfudan_limit_uses_a_subset(tmp_path):
                    for p in ds.items().column("image_location").to_pylist())
         assert {s.name: s.status for s in res.steps}["corrected labels"] == "n/a"
         assert ws.get_run("hog").predictions().num_rows > 0
+    # the report's numbered sections follow the console's steps, n/a ones included (10 jumped to 12)
+    text = (tmp_path / "pf" / "report.html").read_text(encoding="utf-8")
+    assert [int(n) for n in re.findall(r'<h2 id="[^"]*">(\d+)\. ', text)] == list(range(1, 13))
 
 
 def test_tutorial_never_replaces_a_users_dataset(tmp_path):

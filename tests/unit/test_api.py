@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import engine
-from engine.errors import AlreadyExistsError, NotFoundError, ValidationError
+from engine.errors import AlreadyExistsError, LoupeWarning, NotFoundError, ValidationError
 
 
 @pytest.fixture
@@ -146,15 +146,20 @@ def test_clip_policy(ws, ds):
 
 def test_models_and_runs(ws, ds):
     m = ws.add_model("detector", "det-v1")
-    with pytest.raises(AlreadyExistsError):
+    with pytest.raises(AlreadyExistsError, match="named 'detector'"):
         ws.add_model("other", "det-v1")
+    assert ws.add_model("detector", "det-v1").id == m.id  # the same model again: get-or-create
     run = m.create_run("r1", ds, [engine.BoxPrediction("person", "a", x=1, y=1, width=2, height=2, confidence=0.7,
                                                        class_pdf={"person": 0.7, "car": 0.3})])
     p = run.predictions().to_pylist()[0]
     assert p["confidence"] == 0.7 and dict(p["class_pdf"]) == {"person": 0.7, "car": 0.3} and p["area"] == 4
     assert ws.get_run("r1").dataset.name == "d"
-    with pytest.raises(AlreadyExistsError):
+    with pytest.raises(AlreadyExistsError, match="exist_ok=True returns it"):
         m.create_run("r1", ds, [])
+    with pytest.warns(LoupeWarning, match="already exists with 1 predictions; the 0 given were not stored"):
+        assert m.create_run("r1", ds, [], exist_ok=True).id == run.id  # get-or-create (issue 13, D15)
+    with pytest.raises(AlreadyExistsError, match="another model"):
+        ws.add_model("second").create_run("r1", ds, [], exist_ok=True)
     with pytest.raises(ValidationError, match="confidence is NaN"):
         m.create_run("r2", ds, [engine.BoxPrediction("person", "a", x=1, y=1, width=2, height=2, confidence=float("nan"))])
     assert ws.list_runs().column("name").to_pylist() == ["r1"]  # the failed run left nothing

@@ -7,7 +7,7 @@ import pytest
 
 import engine
 from engine.curation.corrections import apply_truth_corrections, truth_corrections
-from engine.errors import LoupeError, NotFoundError, ValidationError
+from engine.errors import LoupeError, LoupeWarning, NotFoundError, ValidationError
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def count(ws, table):
 
 def test_correct_label_opens_a_version_and_keeps_the_old_state(ws, ds):
     r = ds.correct("1", reference_id="a", label="dog", reason="it barks", author="ana")
-    assert r == {"label_version": 2, "added": 0, "changed": 1, "deleted": 0, "ignored": 0}
+    assert r == {"label_version": 2, "added": 0, "changed": 1, "deleted": 0, "unchanged": 0, "ignored": 0}
     assert current(ds)[("a", "1")]["label"] == "dog"
     assert current(ds, 1)[("a", "1")]["label"] == "cat"  # history kept
     assert current(ds)[("b", "1")]["label"] == "cat"  # the other item's "1" untouched
@@ -52,6 +52,22 @@ def test_correct_box_recomputes_area_and_merges_metadata(ds):
     assert (row["x"], row["y"], row["width"], row["height"], row["area"]) == (0, 0, 40, 50, 2000)
     assert json.loads(row["metadata"]) == {"note": "x", "checked": True}
     assert ds.label_changes().to_pylist()[-1]["fields"] == ["box", "metadata"]
+
+
+def test_a_change_to_the_current_values_says_so(ws, ds):
+    """Issue 13, D14: a correction equal to the stored labels was a silent no-op (changed: 0)."""
+    v0 = ds.label_version if hasattr(ds, "label_version") else None
+    n0 = count(ws, "label_versions")
+    with pytest.warns(LoupeWarning, match=r"1 change\(s\) left the labels as they were.*reference_id 'a', "
+                                          r"annotation_id '1'.*no new label version"):
+        r = ds.correct("1", reference_id="a", box=(10, 10, 20, 20), reason="tighten")
+    assert (r["changed"], r["unchanged"]) == (0, 1) and count(ws, "label_versions") == n0
+    # mixed: the real change is written, the no-op one is named
+    with pytest.warns(LoupeWarning, match=r"1 change\(s\).*reference_id 'b', annotation_id '2'") as rec:
+        r = ds.apply_changes(change=[{"reference_id": "a", "annotation_id": "1", "label": "dog"},
+                                     {"reference_id": "b", "annotation_id": "2", "label": "dog"}])
+    assert (r["changed"], r["unchanged"]) == (1, 1) and "no new label version" not in str(rec[0].message)
+    assert v0 is None or ds.label_version == v0 + 1
 
 
 def test_invalid_or_ambiguous_corrections_write_nothing(ws, ds):
@@ -95,7 +111,7 @@ def test_one_version_for_adds_changes_and_deletes(ds):
     r = ds.apply_changes(add=[engine.BoxAnnotation("cat", "c", "n", x=1, y=1, width=2, height=2)],
                          change=[{"reference_id": "a", "annotation_id": "1", "label": "dog"}],
                          delete=[("b", "2")], reason="review")
-    assert r == {"label_version": 2, "added": 1, "changed": 1, "deleted": 1, "ignored": 0}
+    assert r == {"label_version": 2, "added": 1, "changed": 1, "deleted": 1, "unchanged": 0, "ignored": 0}
     v = ds.label_versions().to_pylist()
     assert len(v) == 2 and (v[1]["added"], v[1]["changed"], v[1]["deleted"]) == (1, 1, 1)
     assert set(current(ds)) == {("a", "1"), ("b", "1"), ("c", "n")}
@@ -169,7 +185,8 @@ def test_apply_truth_corrections_on_sample_data(ws, tmp_path):
     test_refs = sorted({f["reference_id"] for f in fixes})[::2]
     r = apply_truth_corrections(ds, out / "truth.json", reference_ids=test_refs)
     assert r["added"] == sum(f["action"] == "add" and f["reference_id"] in test_refs for f in fixes)
-    r2 = apply_truth_corrections(ds, out / "truth.json")  # the rest: already-applied ones are no-ops
+    with pytest.warns(LoupeWarning, match="left the labels as they were"):  # already-applied ones: no-ops
+        r2 = apply_truth_corrections(ds, out / "truth.json")  # the rest
     assert r2["label_version"] == r["label_version"] + 1
     assert r["added"] + r2["added"] == n_add
     cur = current(ds)

@@ -43,9 +43,14 @@ def test_static_slice(world):
 
 
 def test_names_unique_per_dataset(world):
-    world.ds.create_slice("s", reference_ids=[])
-    with pytest.raises(engine.AlreadyExistsError):
+    s = world.ds.create_slice("s", reference_ids=[])
+    with pytest.raises(engine.AlreadyExistsError, match="another definition"):
         world.ds.create_slice("s", query="annotations.count > 1")
+    assert world.ds.create_slice("s", reference_ids=[]).id == s.id  # the same definition: get-or-create
+    d = world.ds.create_slice("d", query="annotations.count > 1")
+    assert world.ds.create_slice("d", query="annotations.count > 1").id == d.id
+    with pytest.raises(engine.AlreadyExistsError):
+        world.ds.create_slice("d", query="annotations.count > 2")
     other = world.ws.create_dataset("other")
     other.create_slice("s")  # same name, other dataset: fine
     with pytest.raises(engine.LoupeError):
