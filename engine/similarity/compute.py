@@ -4,7 +4,7 @@ Each batch is validated and committed on its own, so an interrupted run keeps wh
 second call embeds only what the set does not hold yet (resume = skip what is stored). Object levels embed
 the box crop (ground-truth boxes, or a run's predictions); an image is decoded once per batch for all its
 objects. The embedder comes from ``engine.similarity.embedders.resolve_embedder`` (imported lazily: the
-built-ins are optional); a plain callable ``images -> float32[N, d]`` works without it.
+built-ins are optional); a plain callable ``images -> float32[N, d]`` is wrapped by it.
 """
 from __future__ import annotations
 
@@ -22,35 +22,11 @@ if TYPE_CHECKING:
     from engine.api.dataset import Dataset
 
 
-class _Callable:
-    """A plain callable as an embedder (used until / unless the built-in resolver is available)."""
-
-    kind = "vector"
-
-    def __init__(self, fn: Callable):
-        self.fn = fn
-        self.name = getattr(fn, "name", None) or getattr(fn, "__name__", None) or "custom"
-        if self.name == "<lambda>":
-            self.name = "custom"
-        self.kind = getattr(fn, "kind", "vector")
-        self.dim = getattr(fn, "dim", None)
-
-    def __call__(self, images: list) -> np.ndarray:
-        return self.fn(images)
-
-
 def resolve(model: Any) -> Any:
-    """A built-in embedder by name, or a callable wrapped as one."""
-    try:
-        from .embedders import resolve_embedder  # written by the embedder work; optional until merged
-    except ImportError:
-        resolve_embedder = None
-    if resolve_embedder is not None:
-        return resolve_embedder(model)
-    if callable(model):
-        return _Callable(model)
-    raise LoupeError(f"built-in embedder '{model}' is not available in this installation "
-                     f"(engine/similarity/embedders.py missing); pass a callable images -> float32[N, d]")
+    """A built-in embedder by name, or a callable wrapped as one (engine/similarity/embedders.py)."""
+    from .embedders import resolve_embedder  # lazy: the built-ins pull optional extras only when used
+
+    return resolve_embedder(model)
 
 
 def _todo_sql(level: str) -> str:
@@ -157,10 +133,15 @@ def compute_embeddings(ds: "Dataset", model: Any = "phash", level: str = "item",
     for start in range(0, total, batch_size):
         rows = todo.slice(start, batch_size)
         images = _images(rows)
-        out = embedder(images)
+        first = rows.column("reference_id")[0].as_py()
+        try:
+            out = embedder(images)
+        except ValidationError:
+            raise
+        except LoupeError as e:  # the embedder refused its own output (shape, NaN ...): name the batch
+            raise ValidationError(str(e), record=f"batch from reference_id '{first}'") from None
         kind = getattr(embedder, "kind", "vector")
         values = np.asarray(out)
-        first = rows.column("reference_id")[0].as_py()
         if kind == "hash":
             if values.shape != (len(images),):
                 raise ValidationError(f"embedder '{embedder.name}' returned shape {values.shape} for {len(images)} "

@@ -1,10 +1,10 @@
 """Near-duplicates: pairs within a threshold, grouped; the nearest-neighbour distance histogram; leaky splits.
 
-Hash sets (64-bit pHash / dHash) are joined in DuckDB without enumerating all pairs (multi-index hashing):
-each hash is cut into four 16-bit chunks; two hashes within Hamming distance r agree on at least one chunk
-up to floor(r / 4) bits (pigeonhole), so candidates come from an equi-join of every chunk, expanded by the
-few bit masks of that radius (radius 2 for r = 10: 137 masks), on (chunk position, value); candidates are
-then checked with ``bit_count(a XOR b) <= r``. DuckDB streams the join: the pair list is never held whole.
+Hash sets (64-bit pHash / dHash) are matched without enumerating all pairs (multi-index hashing, numpy):
+each hash is cut into four 16-bit chunks; two hashes within Hamming distance r agree on some chunk up to
+about r / 4 bits (pigeonhole), so candidates come from bucket look-ups of (chunk value XOR each bit mask of
+that radius: 137 masks for radius 2) and are checked with a popcount of a XOR b. A DuckDB band join over
+the same chunks was measured first: ~7x slower here (55M probe rows for 100k hashes).
 Vector sets: cosine distance (1 - cos) by blocks of rows (one block x N matrix product at a time).
 Groups are connected components of the pair graph (a chain a~b~c is one group).
 """
@@ -17,7 +17,6 @@ import numpy as np
 import pyarrow as pa
 
 from engine.errors import ValidationError
-from engine.store.database import to_arrow
 from . import search, sets
 from .search import Loaded
 
@@ -36,31 +35,52 @@ def _masks(bits: int, radius: int) -> np.ndarray:
     return np.asarray(out, np.int64)
 
 
-def hash_pairs(entry: Loaded, max_hamming: int, con: Any, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row pairs (i < j) with Hamming distance <= max_hamming, and the distance (DuckDB band join)."""
+def hash_pairs(entry: Loaded, max_hamming: int,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row pairs (i < j) with Hamming distance <= max_hamming, and the distance, without enumerating all pairs.
+
+    Multi-index hashing over four 16-bit chunks with the refined pigeonhole bound: for r = 4q + a, two hashes
+    within r bits have one of chunks 0..a within q bits or one of the others within q - 1 bits. Per chunk the
+    rows are bucketed by chunk value (a counting sort); for each bit mask of that radius every row looks up
+    the bucket of (its chunk XOR mask) and the candidates are checked at once (vectorised); only true pairs
+    are kept, so memory is bounded by one (chunk, mask) step (about n * n / 65536 candidates).
+    """
     h = entry.matrix if rows is None else entry.matrix[rows]
-    idx = np.arange(len(entry)) if rows is None else rows
-    radius = max_hamming // CHUNKS
-    chunks = pa.table({"rid": pa.array(np.repeat(idx, CHUNKS).astype(np.int64)),
-                       "k": pa.array(np.tile(np.arange(CHUNKS), len(h)).astype(np.int8)),
-                       "v": pa.array(((h[:, None] >> (np.arange(CHUNKS, dtype=np.uint64) * 16)) & 0xFFFF)
-                                     .reshape(-1).astype(np.int32)),
-                       "h": pa.array(np.repeat(h, CHUNKS))})
-    masks = pa.table({"m": pa.array(_masks(16, radius).astype(np.int32))})
-    con.register("__dup_chunks", chunks)
-    con.register("__dup_masks", masks)
-    try:
-        sql = f"""
-            WITH probe AS (SELECT c.rid, c.k, xor(c.v, m.m) AS v, c.h FROM __dup_chunks c, __dup_masks m),
-                 cand AS (SELECT p.rid AS a, b.rid AS b, bit_count(xor(p.h, b.h)) AS d
-                          FROM probe p JOIN __dup_chunks b ON b.k = p.k AND b.v = p.v AND b.rid > p.rid)
-            SELECT DISTINCT a, b, d FROM cand WHERE d <= {int(max_hamming)} ORDER BY a, b"""
-        t = to_arrow(con.sql(sql))
-    finally:
-        con.unregister("__dup_chunks")
-        con.unregister("__dup_masks")
-    return (t.column("a").to_numpy().astype(np.int64), t.column("b").to_numpy().astype(np.int64),
-            t.column("d").to_numpy().astype(np.float64))
+    idx = np.arange(len(entry)) if rows is None else np.asarray(rows)
+    n = len(h)
+    q, a = divmod(int(max_hamming), CHUNKS)
+    found_a, found_b, found_d = [], [], []
+    every = np.arange(n)
+    for c in range(CHUNKS):
+        radius = q if c <= a else q - 1
+        if radius < 0 or n < 2:
+            continue
+        v = ((h >> np.uint64(16 * c)) & np.uint64(0xFFFF)).astype(np.int64)
+        order = np.argsort(v, kind="stable")
+        counts = np.bincount(v, minlength=1 << 16)
+        starts = np.cumsum(counts) - counts
+        for mask in _masks(16, radius):
+            w = v ^ mask
+            cnt = counts[w]
+            total = int(cnt.sum())
+            if total == 0:
+                continue
+            left = np.repeat(every, cnt)
+            offs = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            right = order[starts[w][left] + offs]
+            keep = right > left  # each unordered pair once per (chunk, mask); never a row with itself
+            left, right = left[keep], right[keep]
+            d = np.bitwise_count(h[left] ^ h[right])
+            ok = d <= max_hamming
+            found_a.append(left[ok])
+            found_b.append(right[ok])
+            found_d.append(d[ok])
+    if not found_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    la, lb, ld = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_d)
+    key, first = np.unique(la.astype(np.int64) * n + lb, return_index=True)  # a pair found by several chunks
+    la, lb, ld = la[first], lb[first], ld[first]
+    return idx[la].astype(np.int64), idx[lb].astype(np.int64), ld.astype(np.float64)
 
 
 def vector_pairs(entry: Loaded, max_distance: float, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,7 +123,7 @@ def _pairs(ds: "Dataset", entry: Loaded, max_hamming: int | None, max_distance: 
         r = 10 if max_hamming is None else max_hamming
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 0 <= r <= 32:
             raise ValidationError(f"max_hamming must be an integer in 0..32, got {r!r}", field="max_hamming")
-        return hash_pairs(entry, int(r), ds.ws.store.con, rows)
+        return hash_pairs(entry, int(r), rows)
     d = 0.05 if max_distance is None else max_distance
     if not isinstance(d, (int, float)) or not 0 <= d <= 2:
         raise ValidationError(f"max_distance (cosine distance) must be in 0..2, got {d!r}", field="max_distance")

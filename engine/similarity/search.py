@@ -41,6 +41,7 @@ class Loaded:
     item_id: np.ndarray  # int64 [N]
     object_id: np.ndarray | None  # object strings [N] at object level
     matrix: np.ndarray  # float32 [N, d] unit rows (zero rows stay zero), or uint64 [N] hashes
+    refs: pa.Array = None  # reference_id of each row
     hnsw: Any = None
     hnsw_report: dict | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -91,8 +92,8 @@ def loaded(ds: "Dataset", info: SetInfo) -> Loaded:
     if info.kind == "hash":
         matrix = t.column("hash").to_numpy().astype(np.uint64)
     else:
-        matrix = normalise(sets.vectors_of(t, info.dim).copy())
-    entry = Loaded(info, stamp, generation, item_id, object_id, matrix)
+        matrix = normalise(np.array(sets.vectors_of(t, info.dim), np.float32, copy=True))
+    entry = Loaded(info, stamp, generation, item_id, object_id, matrix, t.column("reference_id").combine_chunks())
     if store.caching and store.generation == generation:
         with _LOCK:
             per = _CACHE.get(store)
@@ -278,16 +279,7 @@ def query_vector(entry: Loaded, ds: "Dataset", query: Any) -> tuple[np.ndarray, 
 def result_table(ds: "Dataset", entry: Loaded, pos: np.ndarray, columns: dict[str, Any]) -> pa.Table:
     """Rows of the set at ``pos`` as (reference_id [, object id], *columns), in the order of ``pos``."""
     pos = np.asarray(pos, np.int64)
-    keys = pa.table({"__rn": pa.array(np.arange(len(pos), dtype=np.int64)),
-                     "item_id": pa.array(entry.item_id[pos])})
-    con = ds.ws.store.con
-    con.register("__sim_rows", keys)
-    try:
-        refs = to_arrow(con.sql("""SELECT i.reference_id FROM __sim_rows r JOIN items i ON i.item_id = r.item_id
-                                   ORDER BY r.__rn"""))
-    finally:
-        con.unregister("__sim_rows")
-    out = {"reference_id": refs.column(0)}
+    out = {"reference_id": entry.refs.take(pa.array(pos))}
     if entry.info.level != "item":
         out[entry.info.id_column] = pa.array(entry.object_id[pos].tolist() if len(pos) else [], pa.string())
     out.update(columns)

@@ -64,7 +64,7 @@ def test_hash_pairs_equal_brute_force(world, r):
     from engine.similarity.duplicates import hash_pairs
 
     entry = search.loaded(ds, sets.get_set(ds, "ph"))
-    a, b, d = hash_pairs(entry, r, ds.ws.store.con)
+    a, b, d = hash_pairs(entry, r)
     assert set(zip(a.tolist(), b.tolist())) == _brute_hash_pairs(hashes, r)
     assert np.array_equal(d, np.bitwise_count(hashes[a] ^ hashes[b]).astype(float))
 
