@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from ..errors import AlreadyExistsError
 from ..ingest.annotations import write_predictions
-from ._inputs import annotations_table
+from ._inputs import annotations_table, check_name
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -42,6 +42,7 @@ class Model:
             predictions: ``*Prediction`` objects or an Arrow table (annotation columns + confidence).
         """
         store = self.ws.store
+        check_name(name, "run")
         table = annotations_table(predictions)
         with store.transaction() as con:
             if con.execute("SELECT 1 FROM runs WHERE name = ?", [name]).fetchone():

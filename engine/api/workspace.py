@@ -140,7 +140,10 @@ class Workspace:
         """Register a model; ``reference_id`` (default: the name) is unique in the workspace."""
         from .model import Model
 
-        ref = reference_id or name
+        from ._inputs import check_name
+
+        check_name(name, "model")
+        ref = check_name(name if reference_id is None else reference_id, f"model '{name}'", "reference_id")
         with self.store.transaction() as con:
             if con.execute("SELECT 1 FROM models WHERE reference_id = ?", [ref]).fetchone():
                 raise AlreadyExistsError(f"model with reference_id '{ref}' already exists (use get_model)")
