@@ -378,7 +378,9 @@ class _Builder(Transformer):
     # -- clauses ----------------------------------------------------------------------------------
     def order_item(self, meta: Any, c: list) -> tuple[Val, bool]:
         v = self.value(c[0])
-        if v.is_const:  # in SQL an integer here is a column position, a string an error; the DSL has neither
+        # a constant the user wrote (or folded arithmetic): in SQL an integer there is a column position and
+        # a string an error; the DSL has neither. (A field that is NULL in this context is a typed NULL: kept.)
+        if v.is_const and not isinstance(v.sql, exp.Cast):
             raise DSLTypeError(f"ORDER BY {v.name}: a constant sort key orders nothing (the DSL has no column "
                                "positions); sort by a field, e.g. ORDER BY confidence DESC",
                                line=v.pos.line, column=v.pos.column, length=v.pos.length)
