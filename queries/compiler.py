@@ -378,12 +378,6 @@ class _Builder(Transformer):
     # -- clauses ----------------------------------------------------------------------------------
     def order_item(self, meta: Any, c: list) -> tuple[Val, bool]:
         v = self.value(c[0])
-        # a constant the user wrote (or folded arithmetic): in SQL an integer there is a column position and
-        # a string an error; the DSL has neither. (A field that is NULL in this context is a typed NULL: kept.)
-        if v.is_const and not isinstance(v.sql, exp.Cast):
-            raise DSLTypeError(f"ORDER BY {v.name}: a constant sort key orders nothing (the DSL has no column "
-                               "positions); sort by a field, e.g. ORDER BY confidence DESC",
-                               line=v.pos.line, column=v.pos.column, length=v.pos.length)
         return v, (c[1] is not None and c[1].type == "DESC")
 
     def order_by(self, meta: Any, c: list) -> list:
@@ -438,6 +432,22 @@ def _flatten_chains(tree: Tree) -> Tree:
     return tree
 
 
+def _no_constant_sort_keys(tree: Tree, text: str) -> None:
+    """ORDER BY keys must read a field: a constant the user wrote (``ORDER BY 2``, ``"abc"``, ``1 + 1``)
+    is a column position or an error in SQL and a constant in the in-memory copies; the DSL refuses it.
+    (Fields that are constant on one side of an object query, like ``source``, are fine.)"""
+    reads = ("field", "bare_name", "call_field", "call")
+    for node in tree.iter_subtrees():
+        if node.data == "order_item":
+            key = node.children[0]
+            if not isinstance(key, Tree) or not any(t.data in reads for t in key.iter_subtrees()):
+                pos = _pos(node.meta)
+                shown = text.split("\n")[pos.line - 1][pos.column - 1:pos.column - 1 + pos.length] if pos.line else ""
+                raise DSLTypeError(f"ORDER BY {shown.strip() or 'constant'}: a constant sort key orders nothing "
+                                   "(the DSL has no column positions); sort by a field, e.g. ORDER BY confidence "
+                                   "DESC", text=text, line=pos.line, column=pos.column, length=pos.length)
+
+
 def _depth_ok(tree: Tree, text: str) -> None:
     stack = [(tree, 1)]
     while stack:
@@ -483,10 +493,12 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
         raise ValueError(f"target must be one of {TARGETS}")
     tree = _flatten_chains(parse(text))
     _depth_ok(tree, text)
+    _no_constant_sort_keys(tree, text)
     order_tree = None
     if order_by is not None:
         order_tree = _flatten_chains(parse(order_by, start="order_list"))
         _depth_ok(order_tree, order_by)
+        _no_constant_sort_keys(order_tree, order_by)
     for attempt in (0, 1):
         try:
             return _compile(text, tree, order_by, order_tree, catalog, target, run, limit, offset, projection,
