@@ -97,25 +97,50 @@ def never_true_without(e: exp.Expression) -> bool:
     return isinstance(v, pa.Scalar) and not (v.is_valid and v.as_py() is True)
 
 
-def _item_level(e: exp.Expression) -> bool:
-    cols = outer_columns(e)
-    nested = next(e.find_all(*NESTED), None) is not None
-    return (bool(cols) or nested) and all(is_item_column(c) for c in cols)
+def _item_levels(e: exp.Expression) -> dict[int, bool]:
+    """For every node of ``e`` (by id): does it depend on the item only? It reads some column or holds
+    a nested SELECT, and every column it reads outside nested SELECTs is an item column. One bottom-up
+    pass without recursion (a flat chain of thousands of ORs is a wide tree)."""
+    facts: dict[int, tuple[bool, bool, bool]] = {}  # id -> (reads a column, all item columns, has nested)
+    stack: list[tuple[exp.Expression, bool]] = [(e, False)]
+    while stack:
+        node, done = stack.pop()
+        if isinstance(node, exp.Column):
+            facts[id(node)] = (True, is_item_column(node), False)
+        elif isinstance(node, NESTED):
+            facts[id(node)] = (False, True, True)
+        elif not done:
+            stack.append((node, True))
+            stack.extend((ch, False) for ch in node.iter_expressions())
+        else:
+            kids = [facts[id(ch)] for ch in node.iter_expressions()]
+            facts[id(node)] = (any(k[0] for k in kids), all(k[1] for k in kids), any(k[2] for k in kids))
+    return {k: (reads or nested) and all_item for k, (reads, all_item, nested) in facts.items()}
 
 
 def item_parts(e: exp.Expression | None) -> list[exp.Expression]:
     """The largest parts of ``e`` that depend on the item only (evaluated per item, e.g. by DuckDB)."""
     if e is None:
         return []
-    if _item_level(e) and not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)):
-        return [e]
-    return [p for child in e.iter_expressions() if not isinstance(child, NESTED) for p in item_parts(child)]
+    level = _item_levels(e)
+    out, stack = [], [e]
+    while stack:  # preorder, left to right
+        node = stack.pop()
+        if level.get(id(node), False) and not isinstance(node, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)):
+            out.append(node)
+            continue
+        stack.extend(reversed([ch for ch in node.iter_expressions() if not isinstance(ch, NESTED)]))
+    return out
 
 
-def _eval(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None) -> "pa.Array | pa.Scalar":
-    if item is not None and not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)) and _item_level(e):
-        return item(e)
-    return _eval_node(e, lambda x: _eval(x, column, item), column)
+def _eval(e: exp.Expression, column: ColumnFn, item: ItemFn | None = None,
+          levels: dict[int, bool] | None = None) -> "pa.Array | pa.Scalar":
+    if item is not None:
+        if levels is None:
+            levels = _item_levels(e)  # once per evaluation, not per node
+        if not isinstance(e, (exp.Literal, exp.Boolean, exp.Null, exp.Cast)) and levels.get(id(e), False):
+            return item(e)
+    return _eval_node(e, lambda x: _eval(x, column, item, levels), column)
 
 
 def _eval_node(e: exp.Expression, ev: Callable[[exp.Expression], "pa.Array | pa.Scalar"],

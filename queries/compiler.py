@@ -33,6 +33,7 @@ from .values import (ALL, Pos, Val, and_, arith_consts, boolean, compare_consts,
                      or_, paren, type_name, typed_null)
 
 MAX_DEPTH = 200
+MAX_LIMIT = 2**63 - 1  # DuckDB's LIMIT/OFFSET are BIGINT
 TARGETS = ("items", "objects")
 _CMP = {"=": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
 _ARITH = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul, "%": exp.Mod}
@@ -245,10 +246,12 @@ class _Builder(Transformer):
             hint = next((t for t in (self.value(x).type for x in items_raw if not isinstance(x, MetaRef))
                          if t in (NUMBER, STRING, BOOLEAN)), None)
         a = self.value(c[0], hint)
-        items = []
+        items: list[Val] = []
         for x in items_raw:
             v = self.value(x, a.type if a.type in (NUMBER, STRING, BOOLEAN) else None, a)
             self._same_type(a, v, "compare", v.pos)
+            for w in items:  # NULL IN (1, "a"): the list must agree with itself too
+                self._same_type(w, v, "compare", v.pos)
             self._domain(a, v)
             items.append(v)
         name = f"{a.name} {'NOT ' if negate else ''}IN (...)"
@@ -279,6 +282,7 @@ class _Builder(Transformer):
         hi = self.value(raw_hi, a.type if a.type in (NUMBER, STRING, BOOLEAN) else None, a)
         self._same_type(a, lo, "compare", pos)
         self._same_type(a, hi, "compare", pos)
+        self._same_type(lo, hi, "compare", pos)  # NULL BETWEEN 1 AND "a": the bounds must agree too
         e: exp.Expression = exp.Between(this=paren(a.sql), low=paren(lo.sql), high=paren(hi.sql))
         return boolean(exp.Not(this=e) if c[1] is not None else e, ALL, f"{a.name} BETWEEN ...", pos)
 
@@ -294,10 +298,10 @@ class _Builder(Transformer):
 
     # -- boolean logic --------------------------------------------------------------------------
     def and_(self, meta: Any, c: list) -> Val:
-        return and_(self.cond(c[0]), self.cond(c[2]), _pos(meta))
+        return _balanced(and_, [self.cond(x) for x in c[::2]], _pos(meta))
 
     def or_(self, meta: Any, c: list) -> Val:
-        return or_(self.cond(c[0]), self.cond(c[2]), _pos(meta))
+        return _balanced(or_, [self.cond(x) for x in c[::2]], _pos(meta))
 
     def not_(self, meta: Any, c: list) -> Val:
         return not_(self.cond(c[1]), _pos(meta))
@@ -430,6 +434,10 @@ class _Builder(Transformer):
         return [x for x in c if isinstance(x, tuple)]
 
     def limit(self, meta: Any, c: list) -> tuple[int, int | None]:
+        for tok in (c[1], c[3]):
+            if tok is not None and int(str(tok)) > MAX_LIMIT:
+                raise DSLTypeError(f"{str(tok)[:30]} is too large for LIMIT/OFFSET (at most {MAX_LIMIT})",
+                                   line=tok.line, column=tok.column, length=len(str(tok)))
         return int(str(c[1])), (int(str(c[3])) if c[3] is not None else None)
 
     def query(self, meta: Any, c: list) -> _Parts:
@@ -438,6 +446,55 @@ class _Builder(Transformer):
 
 
 # -- entry points -----------------------------------------------------------------------------------
+def _balanced(op: Any, vals: list[Val], pos: Pos) -> Val:
+    """``a OP b OP c ...`` as a balanced tree (AND/OR are associative, also in three-valued logic): a
+    flat chain of thousands of terms stays shallow for sqlglot's generator and the Arrow evaluator."""
+    while len(vals) > 1:
+        nxt = [op(vals[i], vals[i + 1], pos) for i in range(0, len(vals) - 1, 2)]
+        if len(vals) % 2:
+            nxt.append(vals[-1])
+        vals = nxt
+    return vals[0]
+
+
+def _flatten_chains(tree: Tree) -> Tree:
+    """Turn left-deep chains ``((a OR b) OR c) OR d`` (how the LALR grammar builds them) into one node
+    ``or_(a, OR, b, OR, c, OR, d)``, without recursion: breadth is not depth."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if node.data in ("or_", "and_"):
+            flat: list[Any] = []
+            cur = node
+            while True:
+                head = cur.children[0]
+                flat[:0] = cur.children[1:]
+                if isinstance(head, Tree) and head.data == node.data:
+                    cur = head
+                    continue
+                flat.insert(0, head)
+                break
+            node.children = flat
+        stack.extend(ch for ch in node.children if isinstance(ch, Tree))
+    return tree
+
+
+def _no_constant_sort_keys(tree: Tree, text: str) -> None:
+    """ORDER BY keys must read a field: a constant the user wrote (``ORDER BY 2``, ``"abc"``, ``1 + 1``)
+    is a column position or an error in SQL and a constant in the in-memory copies; the DSL refuses it.
+    (Fields that are constant on one side of an object query, like ``source``, are fine.)"""
+    reads = ("field", "bare_name", "call_field", "call")
+    for node in tree.iter_subtrees():
+        if node.data == "order_item":
+            key = node.children[0]
+            if not isinstance(key, Tree) or not any(t.data in reads for t in key.iter_subtrees()):
+                pos = _pos(node.meta)
+                shown = text.split("\n")[pos.line - 1][pos.column - 1:pos.column - 1 + pos.length] if pos.line else ""
+                raise DSLTypeError(f"ORDER BY {shown.strip() or 'constant'}: a constant sort key orders nothing "
+                                   "(the DSL has no column positions); sort by a field, e.g. ORDER BY confidence "
+                                   "DESC", text=text, line=pos.line, column=pos.column, length=pos.length)
+
+
 def _depth_ok(tree: Tree, text: str) -> None:
     stack = [(tree, 1)]
     while stack:
@@ -481,12 +538,14 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}")
-    tree = parse(text)
+    tree = _flatten_chains(parse(text))
     _depth_ok(tree, text)
+    _no_constant_sort_keys(tree, text)
     order_tree = None
     if order_by is not None:
-        order_tree = parse(order_by, start="order_list")
+        order_tree = _flatten_chains(parse(order_by, start="order_list"))
         _depth_ok(order_tree, order_by)
+        _no_constant_sort_keys(order_tree, order_by)
     for attempt in (0, 1):
         try:
             return _compile(text, tree, order_by, order_tree, catalog, target, run, limit, offset, projection,
@@ -514,6 +573,9 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         parts: _Parts = _transform(b, tree, text)
         if order_tree is not None:
             parts.order = _transform(b, order_tree, order_text or "")
+        for what, v in (("limit", limit), ("offset", offset)):
+            if v is not None and not 0 <= int(v) <= MAX_LIMIT:
+                raise DSLTypeError(f"{what} must be between 0 and {MAX_LIMIT}, got {v}")
         if limit is not None:
             parts.limit = (int(limit), parts.limit[1] if parts.limit else None)
         if offset is not None:

@@ -31,6 +31,13 @@ def unescape(tok: Token) -> str:
             cp = int(body[i + 2:i + 6], 16)
             if cp == 0:
                 raise _bad_escape(tok, i, "\\u0000 (NUL) is not allowed in strings")
+            if 0xD800 <= cp <= 0xDFFF:  # UTF-16 surrogates: a pair is one character (as in JSON), alone none
+                low = body[i + 6:i + 12]
+                if cp <= 0xDBFF and re.fullmatch(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}", low):
+                    out.append(chr(0x10000 + ((cp - 0xD800) << 10) + (int(low[2:], 16) - 0xDC00)))
+                    i += 12
+                    continue
+                raise _bad_escape(tok, i, f"\\u{cp:04X} is half of a UTF-16 surrogate pair, not a character")
             out.append(chr(cp))
             i += 6
             continue

@@ -5,6 +5,7 @@ The LALR parser is built once per process (building it costs ~50 ms; parsing a q
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 from lark import Lark, Token, Tree
@@ -12,7 +13,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from .errors import DSLSyntaxError
 
-MAX_QUERY_CHARS = 20_000
+MAX_QUERY_CHARS = 200_000  # a flat chain of 5,000 OR terms is fine; nesting is bounded by compiler.MAX_DEPTH
+_NOT_TEXT = re.compile("[\x00\ud800-\udfff]")  # NUL, and surrogates that cannot be encoded as UTF-8
 
 # readable names of grammar terminals, for "expected one of"
 _TERMINALS = {
@@ -59,10 +61,11 @@ def parse(text: str, start: str = "query") -> Tree:
     if len(text) > MAX_QUERY_CHARS:
         raise DSLSyntaxError(f"query too long ({len(text)} characters; the limit is {MAX_QUERY_CHARS})",
                              text[:80], 1, 1)
-    bad = next((i for i, ch in enumerate(text) if ch == "\x00"), None)
+    bad = _NOT_TEXT.search(text)
     if bad is not None:
-        line, col = _position(text, bad)
-        raise DSLSyntaxError("NUL character in query", text.replace("\x00", " "), line, col, "\x00")
+        line, col = _position(text, bad.start())
+        what = "NUL character" if bad.group() == "\x00" else f"lone surrogate U+{ord(bad.group()):04X} (not text)"
+        raise DSLSyntaxError(f"{what} in query", _NOT_TEXT.sub(" ", text), line, col, " ")
     try:
         return _parser().parse(text, start=start)
     except UnexpectedInput as e:

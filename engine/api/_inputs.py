@@ -23,3 +23,10 @@ def annotations_table(objs: Iterable[Any] | pa.Table) -> pa.Table:
     if isinstance(objs, (str, bytes)) or not hasattr(objs, "__iter__"):
         raise ValidationError(f"expected a list of annotations or a pyarrow.Table, got {type(objs).__name__}")
     return annotations_to_table(objs)
+
+
+def check_name(value: Any, what: str, field: str = "name") -> str:
+    """A model/run name must be a string that shows something (not empty, not only whitespace)."""
+    if not isinstance(value, str) or not any(c.isprintable() and not c.isspace() for c in value):
+        raise ValidationError(f"must be a non-empty string, got {value!r}", record=what, field=field)
+    return value

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from ..errors import AlreadyExistsError, LoupeWarning
 from ..ingest.annotations import write_predictions
-from ._inputs import annotations_table
+from ._inputs import annotations_table, check_name
 
 if TYPE_CHECKING:
     from .dataset import Dataset
@@ -47,6 +47,7 @@ class Model:
                 :class:`LoupeWarning` says so when their count differs from the stored run's.
         """
         store = self.ws.store
+        check_name(name, "run")
         table = annotations_table(predictions)
         with store.transaction() as con:
             row = con.execute("SELECT run_id, model_id, dataset_id FROM runs WHERE name = ?", [name]).fetchone()

@@ -146,6 +146,9 @@ class KeypointsAnnotation(_Base):
     def _geometry(self) -> dict[str, Any]:
         flat: list[float] = []
         for k in self.keypoints:
+            if isinstance(k, (int, float)):  # a flat x, y, v list; its length is checked with the batch
+                flat.append(float(k))
+                continue
             x, y, v = (k.x, k.y, k.visible) if isinstance(k, Keypoint) else k
             flat += [float(x), float(y), float(v)]
         return {"keypoints": flat, "keypoint_names": list(self.names) if self.names else None}
@@ -179,13 +182,46 @@ def items_to_table(items: Iterable[DatasetItem]) -> pa.Table:
             from engine.errors import ValidationError
 
             raise ValidationError(f"expected a DatasetItem, got {type(it).__name__}", record=f"row {i}")
-    return pa.table({
-        "reference_id": pa.array([r.reference_id for r in rows], pa.string()),
-        "image_location": pa.array([r.image_location for r in rows], pa.string()),
-        "width": pa.array([r.width for r in rows], pa.int64()),
-        "height": pa.array([r.height for r in rows], pa.int64()),
-        "metadata": pa.array([None if r.metadata is None else json.dumps(r.metadata) for r in rows], pa.string()),
-    })
+    cols = {"reference_id": [r.reference_id for r in rows], "image_location": [r.image_location for r in rows],
+            "width": [r.width for r in rows], "height": [r.height for r in rows],
+            "metadata": [_json(r.metadata, r.reference_id, i) for i, r in enumerate(rows)]}
+    from engine.ingest.schema import ITEM_COLUMNS
+
+    return _table(cols, pa.schema([pa.field(n, t) for n, t in ITEM_COLUMNS.items()]))
+
+
+def _json(value: Any, ref: Any, row: int, annotation_id: Any = None) -> str | None:
+    """Metadata as JSON text (NaN is written as NaN here and refused, naming the record, by normalize)."""
+    if value is None:
+        return None
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as e:
+        from engine.errors import ValidationError
+        from engine.ingest.schema import record_name
+
+        raise ValidationError(f"metadata is not JSON-serialisable: {e}", record=record_name(ref, row, annotation_id),
+                              field="metadata") from None
+
+
+def _table(cols: dict[str, list[Any]], schema: pa.Schema) -> pa.Table:
+    """The columns as a table of ``schema``; a value that does not fit is a ValidationError naming its record."""
+    try:
+        return pa.table(cols, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+        from engine.errors import ValidationError
+        from engine.ingest.schema import record_name
+
+        for name in cols:  # error path: find the field and row that do not fit
+            typ = schema.field(name).type
+            for i, v in enumerate(cols[name]):
+                try:
+                    pa.array([v], typ)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+                    ref, aid = cols["reference_id"][i], cols.get("annotation_id", [None] * (i + 1))[i]
+                    raise ValidationError(f"wrong type: {v!r} is not {typ}", record=record_name(ref, i, aid),
+                                          field=name) from None
+        raise
 
 
 def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
@@ -197,13 +233,20 @@ def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
     for i, o in enumerate(objs):
         if not isinstance(o, _Base):
             raise ValidationError(f"expected an annotation object, got {type(o).__name__}", record=f"row {i}")
-        g = o._geometry()
+        try:
+            g = o._geometry()
+        except (TypeError, ValueError) as e:
+            from engine.ingest.schema import record_name
+
+            field_ = {"polygon": "polygon", "keypoints": "keypoints"}.get(o.kind, o.kind)
+            raise ValidationError(f"invalid {field_}: {e}", record=record_name(o.reference_id, i, o.annotation_id),
+                                  field=field_) from None
         mask = g.pop("mask_input", None)
         if mask is not None:
             g["mask"], g["mask_height"], g["mask_width"] = _mask_counts(mask, o, i)
         row = {
             "reference_id": o.reference_id, "annotation_id": o.annotation_id, "kind": o.kind,
-            "label": o.label, "metadata": None if o.metadata is None else json.dumps(o.metadata),
+            "label": o.label, "metadata": _json(o.metadata, o.reference_id, i, o.annotation_id),
             "confidence": getattr(o, "confidence", None), "class_pdf": _pdf(getattr(o, "class_pdf", None)),
             **g,
         }
@@ -211,23 +254,7 @@ def annotations_to_table(objs: Iterable[Any]) -> pa.Table:
             cols[name].append(row.get(name))
     from engine.ingest.schema import annotation_schema
 
-    try:
-        return pa.table(cols, schema=annotation_schema())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-        schema = annotation_schema()
-        for name in cols:  # error path: find the field and row that do not fit
-            typ = schema.field(name).type
-            for i, v in enumerate(cols[name]):
-                try:
-                    pa.array([v], typ)
-                except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-                    ref = cols["reference_id"][i]
-                    aid = cols["annotation_id"][i]
-                    from engine.ingest.schema import record_name
-
-                    raise ValidationError(f"wrong type: {v!r} is not {typ}", record=record_name(ref, i, aid),
-                                          field=name) from None
-        raise
+    return _table(cols, annotation_schema())
 
 
 def _pdf(pdf: Mapping[str, float] | None) -> list[tuple[str, float]] | None:

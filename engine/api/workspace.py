@@ -147,7 +147,10 @@ class Workspace:
         """
         from .model import Model
 
-        ref = reference_id or name
+        from ._inputs import check_name
+
+        check_name(name, "model")
+        ref = check_name(name if reference_id is None else reference_id, f"model '{name}'", "reference_id")
         with self.store.transaction() as con:
             row = con.execute("SELECT model_id, name FROM models WHERE reference_id = ?", [ref]).fetchone()
             if row is not None and row[1] == name:

@@ -4,7 +4,9 @@ from __future__ import annotations
 import click
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# color=True: click.echo must not strip ANSI sequences from piped output (csv/json stay byte-exact; the
+# table format escapes control characters itself, engine/cli/output.py)
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "color": True})
 @click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
 @click.version_option(package_name="loupe")
 def cli(debug: bool) -> None:

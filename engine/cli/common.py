@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 
 from ..errors import LoupeError
-from .output import FORMATS
+from .output import FORMATS, printable
 
 
 def db_option(required: bool = True) -> Callable:
@@ -67,12 +67,12 @@ def handle_errors(f: Callable) -> Callable:
         except LoupeError as e:
             if debug:
                 raise
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {printable(str(e), newlines=True)}", err=True)
             sys.exit(1)
         except Exception as e:  # noqa: BLE001 - the CLI never prints a raw traceback
             if debug:
                 raise
-            click.echo(f"error: {type(e).__name__}: {e} (run with --debug for the traceback)", err=True)
+            click.echo(f"error: {type(e).__name__}: {printable(str(e), newlines=True)} (run with --debug for the traceback)", err=True)
             sys.exit(1)
 
     return wrapper

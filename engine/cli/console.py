@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable, Iterable, TextIO
 
 from ..errors import LoupeError
-from .output import FORMATS, render
+from .output import FORMATS, printable, render
 
 PROMPT, MORE = "loupe> ", "   ...> "
 HISTORY = os.path.join(os.path.expanduser("~"), ".loupe_history")
@@ -80,10 +80,10 @@ class Console:
         try:
             out = f(arg)
         except (LoupeError, ValueError) as e:  # DSL errors are ValueErrors
-            self._error(f"error: {e}")
+            self._error(f"error: {printable(str(e), newlines=True)}")
             return True
         except Exception as e:  # noqa: BLE001 - the console never dies on a bad statement
-            self._error(f"error: {type(e).__name__}: {e}")
+            self._error(f"error: {type(e).__name__}: {printable(str(e), newlines=True)}")
             return True
         return out is not False
 

@@ -8,7 +8,7 @@ import click
 
 from . import cli
 from .common import dataset_option, db_option, format_option, handle_errors, open_ws
-from .output import render
+from .output import printable, render
 
 # Columns printed for people (--format table); csv/json print every column.
 SUGGESTION_COLUMNS = ("rank", "score", "reason", "reference_id", "annotation_id", "prediction_id", "label",
@@ -28,7 +28,7 @@ def _dsl_errors(f):
         try:
             return f(*args, **kwargs)
         except DSLError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {printable(str(e), newlines=True)}", err=True)
             sys.exit(1)
 
     return wrapper
@@ -104,7 +104,7 @@ def compare(db: str, run_a: str, run_b: str | None, slice_names: tuple[str, ...]
             t = t.slice(0, limit)
         head = {"summary": f"{run_a} (a) vs {run_b} (b)", "objects": "objects where the runs differ (by impact)",
                 "items": "items (b minus a)"}.get(key, key.replace("_", " "))
-        click.echo(f"## {head}\n{render(t, fmt)}\n" if fmt == "table" else f"# {key}\n{render(t, fmt)}")
+        click.echo(f"## {printable(head)}\n{render(t, fmt)}\n" if fmt == "table" else f"# {key}\n{render(t, fmt)}")
 
 
 @cli.command("test")

@@ -43,7 +43,7 @@ _BASE_RULES = [
     Rule("mask", "kind = 'segmentation' AND mask IS NULL", "segmentation annotation without mask"),
     Rule("mask", "mask IS NOT NULL AND __img_h IS NOT NULL AND (mask_height <> __img_h OR mask_width <> __img_w)",
          "mask size differs from the image size", needs=("mask",)),
-    Rule("keypoints", "kind = 'keypoints' AND (keypoints IS NULL OR len(keypoints) % 3 <> 0)",
+    Rule("keypoints", "(kind = 'keypoints' AND keypoints IS NULL) OR len(keypoints) % 3 <> 0",
          "keypoints must be a flat list of x, y, v triples"),
     Rule("keypoints", "keypoints IS NOT NULL AND list_bool_or([isnan(v) OR isinf(v) FOR v IN keypoints])",
          "keypoints contain NaN or infinite values", needs=("keypoints",)),

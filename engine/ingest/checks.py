@@ -61,10 +61,16 @@ def _enforce_each(con, view: str, rules: Sequence[Rule], params: dict | None, wi
             raise ValidationError(rule.message, record=record_name(row[1], row[0], row[2]), field=rule.field)
 
 
+_INVISIBLE = r"[\s\v\pZ\p{Cc}\p{Cf}]*"  # whitespace, separators (NBSP...), control and format characters
+
+
 def blank(col: str) -> str:
-    """SQL: ``trim(col) = ''`` (DuckDB's trim removes spaces only), trimming only strings that start
-    with a space: a whole-column trim costs as much as the rest of the checks together."""
-    return f"({col} = '' OR (starts_with({col}, ' ') AND trim({col}) = ''))"
+    """SQL: ``col`` is empty or shows nothing (spaces, tabs, newlines, NBSP, control or zero-width
+    characters only). The regex runs only on strings whose first character is such a character (by
+    code point): a whole-column regex costs as much as the rest of the checks together."""
+    first = f"ord({col})"
+    return (f"({col} = '' OR (({first} <= 32 OR {first} BETWEEN 127 AND 173 OR {first} >= 5760) "
+            f"AND regexp_full_match({col}, '{_INVISIBLE}')))")
 
 
 def trimmed(col: str) -> str:

@@ -13,15 +13,18 @@ import pyarrow as pa
 from engine.store import item_values
 from ..errors import ValidationError
 from engine.store.database import Store
-from .checks import METADATA_RULE, Rule, enforce
+from .checks import METADATA_RULE, Rule, blank, enforce
 from .images import is_remote, read_sizes
 from .schema import ITEM_COLUMNS, normalize, record_name
 
+MAX_SIDE = 2**31 - 1  # items.width/height are INTEGER columns
+
 ITEM_RULES = [
-    Rule("reference_id", "reference_id IS NULL OR trim(reference_id) = ''", "reference_id is missing or empty"),
+    Rule("reference_id", f"reference_id IS NULL OR {blank('reference_id')}", "reference_id is missing or empty"),
     Rule("reference_id", "count(*) OVER (PARTITION BY reference_id) > 1", "duplicate reference_id in batch"),
-    Rule("width", "width IS NOT NULL AND width <= 0", "width must be a positive integer"),
-    Rule("height", "height IS NOT NULL AND height <= 0", "height must be a positive integer"),
+    Rule("width", f"width IS NOT NULL AND (width <= 0 OR width > {MAX_SIDE})", "width must be a positive integer below 2^31"),
+    Rule("height", f"height IS NOT NULL AND (height <= 0 OR height > {MAX_SIDE})",
+         "height must be a positive integer below 2^31"),
     METADATA_RULE,
 ]
 

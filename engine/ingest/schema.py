@@ -76,7 +76,40 @@ def normalize(table: pa.Table, columns: dict[str, pa.DataType], what: str) -> pa
         if name == "metadata" and not pa.types.is_string(col.type) and not pa.types.is_null(col.type):
             col = pa.array([None if v is None else json.dumps(v) for v in col.to_pylist()], pa.string())
         out[name] = _cast(col, typ, name, what)
-    return pa.table(out)
+    t = pa.table(out)
+    if "metadata" in columns:
+        _refuse_non_standard_json(t)
+    return t
+
+
+_NON_STANDARD = r"NaN|Infinity|\binf\b"  # DuckDB's JSON reader accepts these literals; JSON (RFC 8259) does not
+
+
+def _refuse_non_standard_json(t: pa.Table) -> None:
+    """Refuse metadata holding NaN or Infinity (``json.dumps`` writes them; other readers choke on them).
+
+    A vectorized regex finds the candidates; only those (rare: the words inside strings) are parsed.
+    """
+    col = t.column("metadata")
+    if col.null_count == len(col):
+        return
+    hits = pc.fill_null(pc.match_substring_regex(col, _NON_STANDARD, ignore_case=True), False)
+    if not pc.any(hits).as_py():
+        return
+    for i in pc.indices_nonzero(hits).to_pylist():  # error path (or strings mentioning NaN)
+        try:
+            json.loads(col[i].as_py(), parse_constant=_no_constant)
+        except ValueError as e:
+            if not str(e).startswith("non-standard"):
+                continue  # invalid JSON: the metadata rule names it
+            aid = t.column("annotation_id")[i].as_py() if "annotation_id" in t.column_names else None
+            raise ValidationError(f"metadata holds {e}; JSON has no NaN or Infinity (use null)",
+                                  record=record_name(t.column("reference_id")[i].as_py(), i, aid),
+                                  field="metadata") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"non-standard JSON value {name}")
 
 
 def _cast(col: pa.ChunkedArray | pa.Array, typ: pa.DataType, name: str, what: str) -> pa.Array:

@@ -90,6 +90,8 @@ def load_json(path: str | Path) -> Any:
         raise LoupeError(f"{p} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
     except UnicodeDecodeError as e:
         raise LoupeError(f"{p} is not UTF-8 JSON: {e}") from None
+    except RecursionError:
+        raise LoupeError(f"{p} is nested too deeply to be a COCO file") from None
 
 
 def _is_results_file(path: Path) -> bool:
@@ -126,6 +128,8 @@ def _ints(values: list, field: str, name_of, required: bool = True) -> pa.Array:
         if isinstance(v, bool) or (v is None and required) or not (v is None or isinstance(v, int)
                                                                    or (isinstance(v, float) and v.is_integer())):
             raise bad(f"must be an integer, got {v!r:.60}", name_of(i), field)
+        if v is not None and not -2**63 <= v < 2**63:
+            raise bad(f"must be a 64-bit integer, got {v!r:.60}", name_of(i), field)
     return pa.array([None if v is None else int(v) for v in values], pa.int64())
 
 

@@ -117,6 +117,20 @@ def _one(root: Path, name: str) -> dict[str, Any]:
     return {"name": name, "size": size, "shape": shape, "rows": rows}
 
 
+def _item_metadata(path: Path) -> dict[str, Any]:
+    """``metadata.json`` (``{NAME: {...}}``) if present; anything else is refused naming the file."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValidationError(f"{path} is not valid JSON: {e}", record="metadata.json", field="metadata") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"{path} must be a JSON object {{image name: {{...}}}}, got {type(data).__name__}",
+                              record="metadata.json", field="metadata")
+    return data
+
+
 def read_pennfudan(root: str | Path, check_images: bool = True,
                    progress: Progress | None = None) -> tuple[pa.Table, pa.Table]:
     """The items and annotation tables of a PennFudan-layout folder."""
@@ -127,7 +141,7 @@ def read_pennfudan(root: str | Path, check_images: bool = True,
         raise ValidationError(f"no .png images in {img_dir}", field="PNGImages")
     added = _added(root)
     meta_file = root / "metadata.json"
-    item_meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    item_meta = _item_metadata(meta_file)
     with ThreadPoolExecutor(max_workers=4) as pool:  # PNG decoding releases the GIL
         per = []
         for done, r in enumerate(pool.map(lambda n: _one(root, n), names), 1):

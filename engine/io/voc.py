@@ -38,6 +38,21 @@ def _number(el: ET.Element | None, tag: str, record: str, field: str) -> float:
         raise ValidationError(f"<{tag}> is missing or not a number ({v!r})", record=record, field=field) from None
 
 
+def _side(el: ET.Element | None, tag: str, ref: str) -> int | None:
+    """An image side from <size>: absent, or a positive whole number below 2^31 (``500.0`` is 500)."""
+    v = _text(el, tag)
+    if not v:
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        f = float("nan")
+    if not (f.is_integer() and 0 < f < 2**31):
+        raise ValidationError(f"<size><{tag}> must be a positive integer below 2^31, got {v!r:.40}",
+                              record=f"reference_id '{ref}'", field=tag)
+    return int(f)
+
+
 def parse_xml(path: Path) -> dict[str, Any]:
     """One VOC annotation file → ``{filename, width, height, objects: [(name, box, meta)]}``."""
     ref = path.stem
@@ -46,7 +61,7 @@ def parse_xml(path: Path) -> dict[str, Any]:
     except ET.ParseError as e:
         raise ValidationError(f"malformed XML in {path}: {e}", record=f"reference_id '{ref}'") from None
     size = root.find("size")
-    w, h = _text(size, "width"), _text(size, "height")
+    w, h = _side(size, "width", ref), _side(size, "height", ref)
     objs = []
     for k, ob in enumerate(root.findall("object"), 1):
         rec = f"reference_id '{ref}', annotation_id '{k}'"
@@ -61,8 +76,8 @@ def parse_xml(path: Path) -> dict[str, Any]:
         objs.append((name, [x0 - 1, y0 - 1, x1 - x0 + 1, y1 - y0 + 1], meta))
     return {
         "filename": _text(root, "filename") or f"{ref}.jpg",
-        "width": int(float(w)) if w else None,
-        "height": int(float(h)) if h else None,
+        "width": w,
+        "height": h,
         "objects": objs,
     }
 

@@ -106,8 +106,8 @@ def _parse_labels(path: Path, ref: str, with_conf: bool) -> np.ndarray:
         except ValueError:
             raise ValidationError(f"{path.name} line {ln_no}: not a number in {line.strip()!r}",
                                   record=rec, field="line") from None
-        if not float(vals[0]).is_integer() or vals[0] < 0:
-            raise ValidationError(f"{path.name} line {ln_no}: class must be a non-negative integer",
+        if not float(vals[0]).is_integer() or not 0 <= vals[0] < 2**31:  # 1e30 would wrap in int64
+            raise ValidationError(f"{path.name} line {ln_no}: class must be a non-negative integer below 2^31",
                                   record=rec, field="class")
         rows.append(vals + ([np.nan] if want == 5 else []) + [ln_no])
     return np.array(rows, dtype=np.float64).reshape(-1, 7)

@@ -55,6 +55,68 @@ def may_write(sql: Any) -> bool:
     return head not in _READ_HEADS or ";" in sql.rstrip().rstrip(";")
 
 
+_DUCKDB_MAGIC = (8, b"DUCK")  # a DuckDB database file has "DUCK" at byte offset 8
+_KNOWN_MAGIC = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip file"}
+
+
+def check_header(path: str, read_only: bool = False) -> None:
+    """Refuse a file that is not a DuckDB database BEFORE DuckDB opens it: given a SQLite file DuckDB
+    tries to download its sqlite extension, and other files give foreign messages. A missing file is a
+    new workspace; so is an empty one (``mktemp`` makes them), as in SQLite: it is removed for DuckDB to
+    create (DuckDB refuses an empty file)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise LoupeError(f"cannot open workspace {path}: {e.strerror or e}") from None
+    if not head:
+        if not read_only:
+            Path(path).unlink()
+        return
+    at, magic = _DUCKDB_MAGIC
+    if head[at:at + len(magic)] == magic:
+        return
+    what = next((name for m, name in _KNOWN_MAGIC.items() if head.startswith(m)), None)
+    raise LoupeError(f"{path} is not a Loupe workspace: it is {what or 'not a DuckDB database file'}"
+                     + (" (truncated?)" if what is None and len(head) < 12 else ""))
+
+
+def _schema_version(row: tuple | None, path: str | None) -> int:
+    """The stored schema version (-1 when absent); a value that is not an integer is refused."""
+    if row is None:
+        return -1
+    try:
+        return int(str(row[0]).strip()) if row[0] is not None else int("NULL")
+    except ValueError:
+        raise SchemaVersionError(f"workspace {path} has an invalid schema version {row[0]!r} in loupe_meta "
+                                 f"(this Loupe reads version {SCHEMA_VERSION})") from None
+
+
+def _aborted(e: BaseException) -> bool:
+    return isinstance(e, duckdb.TransactionException) and "transaction is aborted" in str(e).lower()
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The error that really ended a transaction. After a failed statement DuckDB refuses every
+    other one with "Current transaction is aborted"; cleanup code (``finally``) running then raises
+    that and hides the real error, which Python keeps as ``__context__``. A raw DuckDB error found so
+    becomes a LoupeError (nothing was written: the transaction is rolled back)."""
+    if not _aborted(exc):
+        return exc
+    e: BaseException | None = exc
+    while e is not None and _aborted(e):
+        e = e.__context__
+    if e is None:
+        return exc
+    if isinstance(e, duckdb.Error):
+        err = LoupeError(f"write failed, nothing was written: {type(e).__name__}: {e}")
+        err.__cause__ = e
+        return err
+    return e
+
+
 class _Connection:
     """A DuckDB connection that finishes any half-read ``execute()`` result before other work, and
     reports statements that may write (so the store's ``generation`` moves with every change).
@@ -117,6 +179,8 @@ class Store:
         target = ":memory:" if path is None else str(path)
         if read_only and path is not None and not Path(target).exists():
             raise LoupeError(f"workspace {target} does not exist (read-only open cannot create it)")
+        if path is not None:
+            check_header(target, read_only)
         try:
             self._con = _Connection(duckdb.connect(target, read_only=read_only), self._wrote)
         except duckdb.IOException as e:
@@ -135,7 +199,12 @@ class Store:
         self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
         self._open_transactions = 0  # the store's own transactions in progress (any thread)
         self._local.cur = self._con
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except duckdb.Error as e:  # e.g. a truncated file: its header reads, its tables do not
+            with contextlib.suppress(Exception):
+                self._con.close()
+            raise LoupeError(f"cannot open workspace {target}: damaged or truncated file ({e})") from None
         similarity_schema.ensure(self)  # embedding tables (engine/similarity), added to older workspaces too
         self._register_udfs(self._con)
 
@@ -201,7 +270,7 @@ class Store:
                 )
             return
         row = con.execute("SELECT value FROM loupe_meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else -1
+        version = _schema_version(row, self.path)
         if version > SCHEMA_VERSION or version < 1:
             raise SchemaVersionError(
                 f"workspace {self.path} has schema version {version}, this Loupe reads version "
@@ -239,11 +308,14 @@ class Store:
             self._open_transactions += 1
             try:
                 yield con
-            except BaseException:
+            except BaseException as e:
                 with contextlib.suppress(Exception):
                     con._con.execute("ROLLBACK")
                 self.generation += 1  # caches built inside the transaction saw rows that are gone
-                raise
+                real = first_error(e)
+                if real is e:
+                    raise
+                raise real from None
             finally:
                 self._local.in_tx = False
                 self._open_transactions -= 1

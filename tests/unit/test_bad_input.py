@@ -90,6 +90,41 @@ def import_coco(c, doc, name="g.json"):
     return c.ws.import_coco(write_json(c, name, doc), "imported")
 
 
+def voc_with_width(c, width: str):
+    """A one-image VOC folder whose <size><width> is ``width``, imported."""
+    voc = c.tmp / f"voc_{abs(hash(width))}"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    (voc / "Annotations" / "v1.xml").write_text(
+        f"<annotation><filename>v1.jpg</filename><size><width>{width}</width><height>50</height></size>"
+        "<object><name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>3</xmax><ymax>5</ymax></bndbox></object>"
+        "</annotation>")
+    return c.ws.import_voc(voc, "voc", check_images=False)
+
+
+def pennfudan_with_metadata(c, text: str):
+    """A one-image PennFudan folder with ``metadata.json`` holding ``text``, imported."""
+    root = c.tmp / "pf"
+    (root / "PNGImages").mkdir(parents=True)
+    Image.new("RGB", (W, H)).save(root / "PNGImages" / "P1.png")
+    (root / "metadata.json").write_text(text)
+    return c.ws.import_pennfudan(root, "pf", check_images=False)
+
+
+def yolo_line(c, line: str):
+    root = c.tmp / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.new("RGB", (W, H)).save(root / "images" / "y1.png")
+    (root / "labels" / "y1.txt").write_text(line + "\n")
+    return c.ws.import_yolo(root, "yolo")
+
+
+def new_run(name, preds=None):
+    return lambda c: c.ws.get_model("m").create_run(name, c.ds, preds or [
+        engine.BoxPrediction("car", "a", x=1, y=1, width=2, height=2, confidence=0.5)])
+
+
 # (case id, action(ctx), field, words the message must contain to name the record)
 CASES = [
     # ---- items ------------------------------------------------------------------------------------
@@ -199,6 +234,63 @@ CASES = [
      "image_id", ["results row 1"]),
 ]
 
+# ---- issue 13 B5: these raised internal exceptions (OverflowError, ArrowInvalid, ConstraintException...)
+CASES += [
+    ("item width 2^31 (table)", lambda c: c.ds.append(pa.table({"reference_id": ["n"], "width": [2**31], "height": [5]}),
+                                                      check_images=False), "width", ["'n'", "2^31"]),
+    ("item width 2^31 (object)", lambda c: c.ds.append([engine.DatasetItem(reference_id="n", width=2**31, height=5)],
+                                                       check_images=False), "width", ["'n'"]),
+    ("item width 2^70 (object)", lambda c: c.ds.append([engine.DatasetItem(reference_id="n", width=2**70, height=5)],
+                                                       check_images=False), "width", ["'n'"]),
+    ("item width string (object)", lambda c: c.ds.append([engine.DatasetItem(reference_id="n", width="5", height=5)],
+                                                         check_images=False), "width", ["'n'"]),
+    ("coco image width 2^31", lambda c: import_coco(c, coco_doc(images=[
+        {"id": 1, "file_name": "one.jpg", "width": 2**31, "height": H}], annotations=[])), "width", ["'one'"]),
+    ("polygon string vertex", lambda c: c.ds.annotate([engine.PolygonAnnotation(
+        "car", "b", vertices=[(1, 1), (5, "x"), (5, 5)], annotation_id="p")]), "polygon", ["'p'"]),
+    ("run name None", new_run(None), "name", ["run"]),
+    ("coco image id 2^70", lambda c: import_coco(c, coco_doc(images=[
+        {"id": 2**70, "file_name": "one.jpg", "width": W, "height": H}], annotations=[])), "id", ["images[0]"]),
+    ("coco annotation id 2^70", lambda c: import_coco(c, coco_ann(id=2**70)), "id", ["annotations[1]"]),
+    ("voc width abc", lambda c: voc_with_width(c, "abc"), "width", ["'v1'"]),
+    ("voc width inf", lambda c: voc_with_width(c, "inf"), "width", ["'v1'"]),
+    ("pennfudan metadata.json malformed", lambda c: pennfudan_with_metadata(c, "{oops"), "metadata", ["metadata.json"]),
+    ("pennfudan metadata.json a list", lambda c: pennfudan_with_metadata(c, "[1]"), "metadata", ["metadata.json"]),
+]
+# ---- issue 13 B6: these were accepted silently
+CASES += [
+    ("run name empty", new_run(""), "name", ["run"]),
+    ("model name empty", lambda c: c.ws.add_model(""), "name", ["model"]),
+    ("model name blank", lambda c: c.ws.add_model(" \t\n"), "name", ["model"]),
+    ("item reference_id tab", lambda c: c.ds.append(pa.table({"reference_id": ["ok", "\t"], "width": [1, 1],
+                                                               "height": [1, 1]}), check_images=False),
+     "reference_id", ["row 1"]),
+    ("item reference_id zero-width", lambda c: c.ds.append(pa.table({"reference_id": ["\u200b\u00a0"], "width": [1],
+                                                                      "height": [1]}), check_images=False),
+     "reference_id", ["row 0"]),
+    ("annotation reference_id newline", lambda c: c.ds.annotate(boxes(reference_id=["a", "\n"])), "reference_id",
+     ["'x2'"]),
+    ("label tab and newline", lambda c: c.ds.annotate(boxes(label=["car", "\t\n"])), "label", ["'x2'"]),
+    ("prediction label blank", new_run("r1", [engine.BoxPrediction("\u3000", "a", x=1, y=1, width=2, height=2,
+                                                                  confidence=0.5, annotation_id="bl")]),
+     "label", ["'bl'"]),
+    ("item metadata NaN (object)", lambda c: c.ds.append([engine.DatasetItem(reference_id="n", width=5, height=5,
+                                                                             metadata={"v": math.nan})],
+                                                         check_images=False), "metadata", ["'n'", "NaN"]),
+    ("item metadata NaN (table)", lambda c: c.ds.append(pa.table({"reference_id": ["n"], "width": [5], "height": [5],
+                                                                   "metadata": ['{"v": NaN}']}), check_images=False),
+     "metadata", ["'n'"]),
+    ("annotation metadata Infinity", lambda c: c.ds.annotate(boxes(metadata=['{"s": "NaN"}', '{"v": -Infinity}'])),
+     "metadata", ["'x2'"]),
+    ("keypoints not triples (object)", lambda c: c.ds.annotate([engine.KeypointsAnnotation(
+        "person", "a", keypoints=[1, 2, 2, 3], annotation_id="kp")]), "keypoints", ["'kp'"]),
+    ("keypoints ragged tuples (object)", lambda c: c.ds.annotate([engine.KeypointsAnnotation(
+        "person", "a", keypoints=[(1, 2, 2), (3, 4)], annotation_id="kp")]), "keypoints", ["'kp'"]),
+    ("keypoints on a box, not triples", lambda c: c.ds.annotate(boxes(keypoints=[[1.0, 2.0, 2.0], [1.0, 2.0]])),
+     "keypoints", ["'x2'"]),
+    ("yolo class 1e30", lambda c: yolo_line(c, "1e30 0.5 0.5 0.1 0.1"), "class", ["'y1'"]),
+]
+
 XFAIL: dict[str, str] = {}  # known engine gaps, by case name (none at present)
 
 
@@ -290,3 +382,82 @@ def test_valid_rle_dict_via_objects_is_accepted(ctx):
     ctx.ds.annotate([engine.SegmentationAnnotation("car", "b", mask={"size": [H, W], "counts": rle.encode(m).tolist()},
                                                    annotation_id="ok")])
     assert ctx.ds.info()["kinds"]["segmentation"] == 1
+
+
+# ---- issue 13 B3/B5: failures that are not about one record still come as Loupe errors -------------------
+
+def test_deep_json_is_a_loupe_error(ctx):
+    p = ctx.tmp / "deep.json"
+    p.write_text('{"images": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    before = counts(ctx.ws)
+    with pytest.raises(engine.errors.LoupeError, match="nested too deeply"):
+        ctx.ws.import_coco(p, "deep")
+    assert counts(ctx.ws) == before
+
+
+def test_a_duckdb_failure_inside_an_import_surfaces_the_real_error(ctx, monkeypatch):
+    """DuckDB refuses every statement after a failed one ("Current transaction is aborted"); cleanup
+    code then raised that and hid the real error."""
+    from engine.store import item_values
+
+    def failing_refresh(store, *a, **k):
+        store.con.execute("SELECT 'not a number'::INTEGER")
+
+    monkeypatch.setattr(item_values, "refresh", failing_refresh)
+    before = counts(ctx.ws)
+    with pytest.raises(engine.errors.LoupeError) as e:
+        import_coco(ctx, coco_doc())
+    assert "Conversion Error" in str(e.value) and "aborted" not in str(e.value), str(e.value)
+    assert counts(ctx.ws) == before
+    monkeypatch.undo()
+    import_coco(ctx, coco_doc())  # the workspace still works
+    assert "imported" in ctx.ws.list_datasets().column("name").to_pylist()
+
+
+def _workspace_file(tmp: Path) -> Path:
+    p = tmp / "w.duckdb"
+    with engine.connect(p) as ws:
+        ws.create_dataset("x").append(pa.table({"reference_id": [str(i) for i in range(2000)], "width": [5] * 2000,
+                                                "height": [5] * 2000}), check_images=False)
+    return p
+
+
+@pytest.mark.parametrize("value", ["'abc'", "NULL", "'1.5'"])
+def test_a_bad_schema_version_is_refused(tmp_path, value):
+    import duckdb
+
+    p = _workspace_file(tmp_path)
+    con = duckdb.connect(str(p))
+    con.execute(f"UPDATE loupe_meta SET value = {value} WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(engine.errors.SchemaVersionError, match="invalid schema version"):
+        engine.connect(p)
+
+
+def test_a_sqlite_file_is_refused_before_duckdb_reads_it(tmp_path):
+    import sqlite3
+
+    p = tmp_path / "s.db"
+    con = sqlite3.connect(p)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(engine.errors.LoupeError) as e:
+        engine.connect(p)
+    assert "SQLite" in str(e.value) and "extension" not in str(e.value), str(e.value)
+    for text in (b"x" * 5, b"hello world, not a database" * 100):
+        (tmp_path / "t.txt").write_bytes(text)
+        with pytest.raises(engine.errors.LoupeError, match="not a Loupe workspace"):
+            engine.connect(tmp_path / "t.txt")
+    empty = tmp_path / "empty.duckdb"
+    empty.write_bytes(b"")
+    engine.connect(empty).close()  # an empty file is a new workspace
+
+
+@pytest.mark.parametrize("cut", [100, -1])
+def test_a_truncated_workspace_is_a_loupe_error(tmp_path, cut):
+    p = _workspace_file(tmp_path)
+    data = p.read_bytes()
+    p.write_bytes(data[:cut])
+    with pytest.raises(engine.errors.LoupeError, match="cannot open workspace"):
+        engine.connect(p)

@@ -213,3 +213,21 @@ def test_candidate_ids_skip_the_items_table_only_when_safe(world, dsl, run, alon
     ids = sorted(execute(ds, compile_for(ds, dsl, "items", run, projection="candidates")).column(0).to_pylist())
     want = sorted(execute(ds, compile_for(ds, dsl, "items", run, projection="ids")).column(0).to_pylist())
     assert ids == want
+
+
+# issue 13 B7: an integer in ORDER BY was a column position in SQL (rows by reference_id) but a constant in
+# the copy (rows by item_id): the same query ordered two ways. A constant sort key is now refused on both.
+@pytest.mark.parametrize("kw", [{"order_by": "2 DESC"}, {"order_by": "1, width"}, {"order_by": '"abc"'},
+                                {"order_by": "NULL"}, {"order_by": "1 + 1 DESC"}])
+def test_a_constant_sort_key_is_refused_with_and_without_the_copy(world, kw):
+    from queries.errors import DSLTypeError
+
+    ds = world.ds
+    for _ in range(2):  # SQL path, then the copy
+        with pytest.raises(DSLTypeError, match="constant sort key"):
+            ds.query("annotations.count >= 0", **kw)
+    with pytest.raises(DSLTypeError, match="constant sort key"):
+        _sql_rows(ds, "annotations.count >= 0", None, kw)
+    with pytest.raises(DSLTypeError, match="constant sort key") as e:
+        ds.query(f"annotations.count >= 0 ORDER BY {kw['order_by']}")
+    assert "^" in str(e.value)  # the caret under the constant

@@ -219,6 +219,9 @@ CORPUS = [
     ('slice("busy") AND x < 100', {}, FAST, BOTH),
     ("item.predictions.fp >= 1", {}, FAST, ("r1",)),  # needs a committed run
     ("item.annotations.count > 3 ORDER BY item.metadata.frame DESC, x LIMIT 10", {}, FAST, BOTH),
+    # issue 13 B7: a flat chain of 300 ORs (was "nested too deeply"), with an item-level term inside
+    (" OR ".join([f"x = {i}" for i in range(299)] + ['item.metadata.camera = "rear"']), {}, FAST, BOTH),
+    (" AND ".join(f"x != {i}.5" for i in range(300)), {}, FAST, BOTH),
 ]
 # known gaps (right answers, but from SQL): the compiler folds iou > 0.7 to a bare NULL on an uncommitted run,
 # which the Arrow evaluator does not take
@@ -256,6 +259,19 @@ def test_corpus_has_rows_to_compare():
 def test_string_sort_keys_compare_across_sides(dsl):
     got, want, calls = fast_and_sql(W.ds, dsl, "r1")
     assert_same(got, want, dsl)
+
+
+# issue 13 B7: "ORDER BY 2" was column 2 in SQL and a constant in the copy; constants are refused on both paths
+@pytest.mark.parametrize("dsl,kw", [("ORDER BY 1", {}), ("x > 1 ORDER BY 2 DESC, x", {}), ('ORDER BY "abc"', {}),
+                                    ("", {"order_by": "1"}), ("", {"order_by": "x, 3 - 1"})])
+def test_constant_sort_keys_are_refused_on_both_paths(dsl, kw):
+    from queries.errors import DSLTypeError
+
+    _warm(W.ds)
+    with pytest.raises(DSLTypeError, match="constant sort key"):
+        W.ds.query_objects(dsl, run="r1", **kw)
+    with pytest.raises(DSLTypeError, match="constant sort key"):
+        sql_path(W.ds, dsl, "r1", kw.get("order_by"))
 
 
 # -- 2. property test -----------------------------------------------------------------------------------
