@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -112,30 +112,43 @@ class ModelRun:
         method: str = "coco",
         label_version: int | None = None,
         iou_type: str = "bbox",
+        iou_thresholds: Sequence[float] | None = None,
+        recall_thresholds: Sequence[float] | None = None,
+        max_dets: Sequence[int] | None = None,
+        area_ranges: Mapping[str, tuple[float, float]] | None = None,
     ) -> dict[str, Any]:
         """Match predictions to ground truth and index every object as TP / FP / FN.
 
         Replaces the previous index atomically and caches the COCO stats. See docs/matching.md.
+        ``iou_thresholds``, ``recall_thresholds``, ``max_dets``, ``area_ranges`` ({name: (min, max)})
+        are pycocotools' ``Params`` (defaults when None).
 
         Example:
             >>> run.commit(iou_threshold=0.5)["stats"]["AP"]
         """
+        from ..metrics.params import coco_params
         from ..runs.commit import commit_run
 
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges)
         return commit_run(self.ws.store, self.id, self.dataset_id, iou_threshold=iou_threshold,
                           class_agnostic=class_agnostic, allowed_label_matches=allowed_label_matches,
-                          method=method, label_version=label_version, iou_type=iou_type)
+                          method=method, label_version=label_version, iou_type=iou_type, params=params)
 
     def metrics(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None,
-                class_agnostic: bool = False) -> dict[str, Any]:
+                class_agnostic: bool = False, iou_thresholds: Sequence[float] | None = None,
+                recall_thresholds: Sequence[float] | None = None, max_dets: Sequence[int] | None = None,
+                area_ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
         """COCO stats (pycocotools-exact), per-class AP/AR and TP/FP/FN counts at IoU 0.5.
 
         ``slice`` is a slice name or a list of reference ids; ``label_version`` evaluates against past labels.
+        ``iou_thresholds``, ``recall_thresholds``, ``max_dets``, ``area_ranges`` as in :meth:`commit`.
         """
+        from ..metrics.params import coco_params
         from ..metrics.report import coco_metrics
 
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges)
         return coco_metrics(self, iou_type=iou_type, slice=slice, label_version=label_version,
-                            class_agnostic=class_agnostic)
+                            class_agnostic=class_agnostic, params=params)
 
     def pr_curves(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None) -> pa.Table:
         """PR curves: 101 interpolated precision points per label and IoU threshold (area all, 100 dets)."""

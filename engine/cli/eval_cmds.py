@@ -14,6 +14,39 @@ IOU_TYPE = click.option("--iou-type", type=click.Choice(["bbox", "segm"]), defau
                         help="Box or mask IoU.")
 
 
+def coco_param_options(f):
+    """--iou-thresholds / --recall-thresholds / --max-dets / --area-ranges (pycocotools Params)."""
+    opts = [
+        click.option("--iou-thresholds", default=None, metavar="T,T,..",
+                     help="IoU thresholds, ascending in (0, 1] (default 0.50:0.05:0.95)."),
+        click.option("--recall-thresholds", default=None, metavar="R,R,..",
+                     help="Recall thresholds, ascending in [0, 1] (default 0:0.01:1)."),
+        click.option("--max-dets", default=None, metavar="N,N,..", help="Max detections per image (default 1,10,100)."),
+        click.option("--area-ranges", default=None, metavar="NAME:MIN:MAX,..",
+                     help="Area ranges (default all:0:1e10,small:0:1024,medium:1024:9216,large:9216:1e10)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _param_kwargs(iou_thresholds: str | None, recall_thresholds: str | None, max_dets: str | None,
+                  area_ranges: str | None) -> dict:
+    """Parsed and validated values (a bad value is a usage error: exit 2, one line)."""
+    from ..errors import ValidationError
+    from ..metrics.params import coco_params, parse_area_ranges, parse_floats, parse_ints
+
+    try:
+        kw = {"iou_thresholds": parse_floats(iou_thresholds, "--iou-thresholds"),
+              "recall_thresholds": parse_floats(recall_thresholds, "--recall-thresholds"),
+              "max_dets": parse_ints(max_dets, "--max-dets"),
+              "area_ranges": parse_area_ranges(area_ranges, "--area-ranges")}
+        coco_params(**kw)
+    except ValidationError as e:
+        raise click.UsageError(str(e)) from None
+    return kw
+
+
 def _json_report(m: dict) -> dict:
     return {"stats": list(m["stats"].values()),
             "per_class": {r["label"]: {k: v for k, v in r.items() if k != "label"} for r in m["per_class"]},
@@ -24,29 +57,34 @@ def _json_report(m: dict) -> dict:
 @click.argument("gt", type=click.Path(exists=True, dir_okay=False))
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @IOU_TYPE
+@coco_param_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: stats (12 numbers), per_class, counts.")
 @handle_errors
-def eval_cmd(gt: str, results: str, iou_type: str, as_json: bool) -> None:
+def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, recall_thresholds: str | None,
+             max_dets: str | None, area_ranges: str | None, as_json: bool) -> None:
     """Evaluate a COCO results file against COCO ground truth (pycocotools' numbers, exactly).
 
     Runs the same path as stored runs (ingest → commit → metrics) in an in-memory workspace.
     """
     from ..metrics.cocoeval import summary_lines
+    from ..metrics.params import coco_params
     from .common import progress_printer
 
     import engine
     import numpy as np
 
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)  # checked before any read
+    params = coco_params(**kw)
     with engine.connect() as ws:
         ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
                        progress=progress_printer("import"))
         run = ws.get_run("eval")
-        run.commit(iou_type=iou_type)
-        m = run.metrics(iou_type=iou_type)
+        run.commit(iou_type=iou_type, **kw)
+        m = run.metrics(iou_type=iou_type, **kw)
     if as_json:
         click.echo(json.dumps(_json_report(m)))
         return
-    click.echo("\n".join(summary_lines(np.asarray(list(m["stats"].values())))))
+    click.echo("\n".join(summary_lines(np.asarray(list(m["stats"].values())), params)))
     c = m["counts"]
     click.echo(f"TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  (IoU 0.5, maxDets 100)")
 
@@ -59,14 +97,17 @@ def eval_cmd(gt: str, results: str, iou_type: str, as_json: bool) -> None:
 @click.option("--class-agnostic", is_flag=True, help="Match across labels.")
 @click.option("--method", type=click.Choice(["coco", "hungarian"]), default="coco", show_default=True)
 @click.option("--label-version", type=int, default=None, help="Evaluate against a past label version.")
+@coco_param_options
 @format_option
 @handle_errors
 def commit(db: str, run_name: str, iou_threshold: float, iou_type: str, class_agnostic: bool, method: str,
-           label_version: int | None, fmt: str) -> None:
+           label_version: int | None, iou_thresholds: str | None, recall_thresholds: str | None,
+           max_dets: str | None, area_ranges: str | None, fmt: str) -> None:
     """Match a run's predictions to the ground truth and index every object as TP/FP/FN."""
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)
     with open_ws(db) as ws:
         r = ws.get_run(run_name).commit(iou_threshold=iou_threshold, iou_type=iou_type, class_agnostic=class_agnostic,
-                                        method=method, label_version=label_version)
+                                        method=method, label_version=label_version, **kw)
     if fmt == "json":
         click.echo(json.dumps(r))
         return
@@ -82,13 +123,16 @@ def commit(db: str, run_name: str, iou_threshold: float, iou_type: str, class_ag
 @click.option("--slice", "slice_name", default=None, help="Only the items of this slice.")
 @click.option("--label-version", type=int, default=None)
 @click.option("--per-class", is_flag=True, help="Also print per-class AP/AR.")
+@coco_param_options
 @format_option
 @handle_errors
 def metrics(db: str, run_name: str, iou_type: str, slice_name: str | None, label_version: int | None,
-            per_class: bool, fmt: str) -> None:
+            per_class: bool, iou_thresholds: str | None, recall_thresholds: str | None, max_dets: str | None,
+            area_ranges: str | None, fmt: str) -> None:
     """COCO metrics of a run (12 stats, counts; --per-class for each label)."""
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)
     with open_ws(db, read_only=True) as ws:
-        m = ws.get_run(run_name).metrics(iou_type=iou_type, slice=slice_name, label_version=label_version)
+        m = ws.get_run(run_name).metrics(iou_type=iou_type, slice=slice_name, label_version=label_version, **kw)
     if fmt == "json":
         click.echo(json.dumps(_json_report(m)))
         return

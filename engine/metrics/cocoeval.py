@@ -437,7 +437,7 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams | No
             s = s[:, :, aind, mind]
         return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
 
-    md = max_dets
+    md = [max_dets[min(i, len(max_dets) - 1)] for i in range(3)]  # pycocotools needs 3; fewer: repeat the last
     return np.array([
         one(1), one(1, .5, mdet=md[2]), one(1, .75, mdet=md[2]),
         one(1, area="small", mdet=md[2]), one(1, area="medium", mdet=md[2]), one(1, area="large", mdet=md[2]),
@@ -450,6 +450,7 @@ def summary_lines(stats: np.ndarray, params: CocoParams | None = None) -> list[s
     """The 12 lines pycocotools' summarize() prints, for the given stats."""
     p = params or CocoParams()
     md = sorted(int(m) for m in p.max_dets)
+    md = [md[min(i, len(md) - 1)] for i in range(3)]
     i_str = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
     rows = [
         (1, None, "all", 100), (1, .5, "all", md[2]), (1, .75, "all", md[2]),

@@ -27,6 +27,7 @@ from engine.store import match_counts
 from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
+from ..metrics.params import params_json
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
@@ -47,8 +48,13 @@ def commit_run(
     label_version: int | None = None,
     iou_type: str = "bbox",
     chunk_dets: int | None = None,
+    params: CocoParams | None = None,
 ) -> dict[str, Any]:
     """Match, index and evaluate a run. Returns counts and the 12 COCO stats.
+
+    ``params`` (validated, see ``engine.metrics.params.coco_params``) sets the evaluation's
+    thresholds, max detections and area ranges; the index is built at ``iou_threshold`` with the
+    largest max_dets.
 
     Images are processed in chunks of about ``chunk_dets`` detections (``chunks.CHUNK_DETECTIONS``
     by default): candidate pairs live for one chunk, only per-object results are kept.
@@ -65,17 +71,19 @@ def commit_run(
     inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic)
     thr = float(iou_threshold)
     rows = _ObjectRows.empty(len(inp.dt), len(inp.gt))
-    thrs = np.asarray(CocoParams().iou_thrs)
+    coco = params or CocoParams()
+    max_dets = max(coco.max_dets)
+    thrs = np.asarray(coco.iou_thrs)
     t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)
 
     def on_chunk(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None, objs: CocoObjects) -> None:
         if len(t_eval):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
             m = _from_eval(objs, int(t_eval[0]))
         else:
-            m = _match(sub, sp, xp, thr, allowed, method)
+            m = _match(sub, sp, xp, thr, allowed, method, max_dets)
         rows.put(ch, *_object_values(sub, xp, m, thr))
 
-    res = evaluate_inputs(store, inp, iou_type, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
+    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
     ev = RunEvaluation(inp, res, iou_type, label_version)
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
         rows.d_status[res.dt_dropped] = 3
@@ -83,7 +91,8 @@ def commit_run(
     table = _matches_table(run_id, inp, rows, thr, class_agnostic)
     params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
-              "method": method, "iou_type": iou_type, "label_version": label_version}
+              "method": method, "iou_type": iou_type, "label_version": label_version,
+              "coco_params": params_json(params)}
     stats = stats_dict(res.stats)
     con = store.con
     con.register("__new_matches", table)
@@ -191,7 +200,8 @@ def _per_class(ev: RunEvaluation) -> list[dict[str, Any]]:
             for k, lab in enumerate(ev.inputs.labels)]
 
 
-def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set, method: str) -> GreedyResult:
+def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set, method: str,
+           max_dets: int = MAX_DETS) -> GreedyResult:
     """Matching at the commit threshold for one chunk (local indices)."""
     d, g = inp.dt, inp.gt
     if allowed:
@@ -204,7 +214,7 @@ def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set,
         group = d.img * max(len(inp.labels), 1) + d.cat
     if method == "hungarian":
         return hungarian_match(pairs.dt, pairs.gt, pairs.iou, len(d), len(g), thr)
-    return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
+    return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=max_dets)
 
 
 def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
