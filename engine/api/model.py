@@ -150,6 +150,21 @@ class ModelRun:
         return coco_metrics(self, iou_type=iou_type, slice=slice, label_version=label_version,
                             class_agnostic=class_agnostic, params=params)
 
+    def voc_metrics(self, iou_threshold: float = 0.5, eleven_point: bool = False, plus_one: bool = False,
+                    slice: Any = None, label_version: int | None = None) -> dict[str, Any]:
+        """Pascal VOC AP per label and mAP: ``{"mAP": float, "per_class": {label: AP}}``.
+
+        All-point interpolation (VOC2010+) or ``eleven_point`` (VOC2007); ``difficult`` GT (annotation
+        metadata) and crowds are ignored; ``plus_one``: the devkit's inclusive-pixel areas. See engine/runs/voc.py.
+        """
+        from ..metrics.report import subset_item_ids
+        from ..runs.voc import voc_report, voc_run
+
+        inp, res = voc_run(self.ws.store, self.dataset_id, self.id, iou_threshold=iou_threshold,
+                           eleven_point=eleven_point, plus_one=plus_one, label_version=label_version,
+                           item_ids=subset_item_ids(self, slice))
+        return voc_report(inp, res)
+
     def pr_curves(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None) -> pa.Table:
         """PR curves: 101 interpolated precision points per label and IoU threshold (area all, 100 dets)."""
         from ..metrics.report import pr_curves

@@ -58,14 +58,23 @@ def _json_report(m: dict) -> dict:
 @click.argument("results", type=click.Path(exists=True, dir_okay=False))
 @IOU_TYPE
 @coco_param_options
+@click.option("--metric", type=click.Choice(["coco", "voc", "voc11"]), default="coco", show_default=True,
+              help="COCO stats, or Pascal VOC AP (all-point; voc11: VOC2007 11-point).")
+@click.option("--iou", "voc_iou", type=float, default=0.5, show_default=True, help="VOC IoU threshold.")
+@click.option("--plus-one", is_flag=True, help="VOC: inclusive-pixel box areas, (x2 - x1 + 1)(y2 - y1 + 1).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: stats (12 numbers), per_class, counts.")
 @handle_errors
 def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, recall_thresholds: str | None,
-             max_dets: str | None, area_ranges: str | None, as_json: bool) -> None:
+             max_dets: str | None, area_ranges: str | None, metric: str, voc_iou: float, plus_one: bool,
+             as_json: bool) -> None:
     """Evaluate a COCO results file against COCO ground truth (pycocotools' numbers, exactly).
 
     Runs the same path as stored runs (ingest → commit → metrics) in an in-memory workspace.
+    --metric voc|voc11 prints Pascal VOC AP instead ({"mAP", "per_class"} with --json).
     """
+    if metric != "coco":
+        _eval_voc(gt, results, metric == "voc11", voc_iou, plus_one, as_json)
+        return
     from ..metrics.cocoeval import summary_lines
     from ..metrics.params import coco_params
     from .common import progress_printer
@@ -87,6 +96,24 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
     click.echo("\n".join(summary_lines(np.asarray(list(m["stats"].values())), params)))
     c = m["counts"]
     click.echo(f"TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  (IoU 0.5, maxDets 100)")
+
+
+def _eval_voc(gt: str, results: str, eleven_point: bool, iou: float, plus_one: bool, as_json: bool) -> None:
+    import engine
+
+    from .common import progress_printer
+
+    if not 0 < iou <= 1:
+        raise click.UsageError(f"--iou must be in (0, 1], got {iou}")
+    with engine.connect() as ws:
+        ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
+                       progress=progress_printer("import"))
+        m = ws.get_run("eval").voc_metrics(iou_threshold=iou, eleven_point=eleven_point, plus_one=plus_one)
+    if as_json:
+        click.echo(json.dumps(m))
+        return
+    rows = [{"label": k, "ap": v} for k, v in m["per_class"].items()] + [{"label": "mAP", "ap": m["mAP"]}]
+    click.echo(render(pa.Table.from_pylist(rows), "table"))
 
 
 @cli.command()
