@@ -116,12 +116,14 @@ class ModelRun:
         recall_thresholds: Sequence[float] | None = None,
         max_dets: Sequence[int] | None = None,
         area_ranges: Mapping[str, tuple[float, float]] | None = None,
+        kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
     ) -> dict[str, Any]:
         """Match predictions to ground truth and index every object as TP / FP / FN.
 
         Replaces the previous index atomically and caches the COCO stats. See docs/matching.md.
         ``iou_thresholds``, ``recall_thresholds``, ``max_dets``, ``area_ranges`` ({name: (min, max)})
-        are pycocotools' ``Params`` (defaults when None).
+        are pycocotools' ``Params`` (defaults when None). ``iou_type="keypoints"`` evaluates OKS with
+        ``kpt_oks_sigmas`` (one list, or {label: list}; default COCO's 17 person sigmas).
 
         Example:
             >>> run.commit(iou_threshold=0.5)["stats"]["AP"]
@@ -129,7 +131,7 @@ class ModelRun:
         from ..metrics.params import coco_params
         from ..runs.commit import commit_run
 
-        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges)
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges, iou_type, kpt_oks_sigmas)
         return commit_run(self.ws.store, self.id, self.dataset_id, iou_threshold=iou_threshold,
                           class_agnostic=class_agnostic, allowed_label_matches=allowed_label_matches,
                           method=method, label_version=label_version, iou_type=iou_type, params=params)
@@ -137,7 +139,8 @@ class ModelRun:
     def metrics(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None,
                 class_agnostic: bool = False, iou_thresholds: Sequence[float] | None = None,
                 recall_thresholds: Sequence[float] | None = None, max_dets: Sequence[int] | None = None,
-                area_ranges: Mapping[str, tuple[float, float]] | None = None) -> dict[str, Any]:
+                area_ranges: Mapping[str, tuple[float, float]] | None = None,
+                kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """COCO stats (pycocotools-exact), per-class AP/AR and TP/FP/FN counts at IoU 0.5.
 
         ``slice`` is a slice name or a list of reference ids; ``label_version`` evaluates against past labels.
@@ -146,7 +149,7 @@ class ModelRun:
         from ..metrics.params import coco_params
         from ..metrics.report import coco_metrics
 
-        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges)
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges, iou_type, kpt_oks_sigmas)
         return coco_metrics(self, iou_type=iou_type, slice=slice, label_version=label_version,
                             class_agnostic=class_agnostic, params=params)
 

@@ -10,8 +10,8 @@ from . import cli
 from .common import db_option, format_option, handle_errors, open_ws
 from .output import render
 
-IOU_TYPE = click.option("--iou-type", type=click.Choice(["bbox", "segm"]), default="bbox", show_default=True,
-                        help="Box or mask IoU.")
+IOU_TYPE = click.option("--iou-type", type=click.Choice(["bbox", "segm", "keypoints"]), default="bbox",
+                        show_default=True, help="Box or mask IoU, or keypoint OKS.")
 
 
 def coco_param_options(f):
@@ -24,6 +24,8 @@ def coco_param_options(f):
         click.option("--max-dets", default=None, metavar="N,N,..", help="Max detections per image (default 1,10,100)."),
         click.option("--area-ranges", default=None, metavar="NAME:MIN:MAX,..",
                      help="Area ranges (default all:0:1e10,small:0:1024,medium:1024:9216,large:9216:1e10)."),
+        click.option("--kpt-oks-sigmas", default=None, metavar="S,S,..",
+                     help="Keypoint sigmas for --iou-type keypoints (default COCO's 17 person sigmas)."),
     ]
     for o in reversed(opts):
         f = o(f)
@@ -31,7 +33,7 @@ def coco_param_options(f):
 
 
 def _param_kwargs(iou_thresholds: str | None, recall_thresholds: str | None, max_dets: str | None,
-                  area_ranges: str | None) -> dict:
+                  area_ranges: str | None, kpt_oks_sigmas: str | None = None) -> dict:
     """Parsed and validated values (a bad value is a usage error: exit 2, one line)."""
     from ..errors import ValidationError
     from ..metrics.params import coco_params, parse_area_ranges, parse_floats, parse_ints
@@ -40,7 +42,8 @@ def _param_kwargs(iou_thresholds: str | None, recall_thresholds: str | None, max
         kw = {"iou_thresholds": parse_floats(iou_thresholds, "--iou-thresholds"),
               "recall_thresholds": parse_floats(recall_thresholds, "--recall-thresholds"),
               "max_dets": parse_ints(max_dets, "--max-dets"),
-              "area_ranges": parse_area_ranges(area_ranges, "--area-ranges")}
+              "area_ranges": parse_area_ranges(area_ranges, "--area-ranges"),
+              "kpt_oks_sigmas": parse_floats(kpt_oks_sigmas, "--kpt-oks-sigmas")}
         coco_params(**kw)
     except ValidationError as e:
         raise click.UsageError(str(e)) from None
@@ -65,8 +68,8 @@ def _json_report(m: dict) -> dict:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: stats (12 numbers), per_class, counts.")
 @handle_errors
 def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, recall_thresholds: str | None,
-             max_dets: str | None, area_ranges: str | None, metric: str, voc_iou: float, plus_one: bool,
-             as_json: bool) -> None:
+             max_dets: str | None, area_ranges: str | None, kpt_oks_sigmas: str | None, metric: str,
+             voc_iou: float, plus_one: bool, as_json: bool) -> None:
     """Evaluate a COCO results file against COCO ground truth (pycocotools' numbers, exactly).
 
     Runs the same path as stored runs (ingest → commit → metrics) in an in-memory workspace.
@@ -76,14 +79,15 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
         _eval_voc(gt, results, metric == "voc11", voc_iou, plus_one, as_json)
         return
     from ..metrics.cocoeval import summary_lines
-    from ..metrics.params import coco_params
+    from ..metrics.cocoeval import keypoint_summary_lines
+    from ..metrics.params import coco_params, default_params
     from .common import progress_printer
 
     import engine
     import numpy as np
 
-    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)  # checked before any read
-    params = coco_params(**kw)
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges, kpt_oks_sigmas)  # checked first
+    params = coco_params(**kw, iou_type=iou_type) or default_params(iou_type)
     with engine.connect() as ws:
         ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
                        progress=progress_printer("import"))
@@ -93,9 +97,11 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
     if as_json:
         click.echo(json.dumps(_json_report(m)))
         return
-    click.echo("\n".join(summary_lines(np.asarray(list(m["stats"].values())), params)))
+    stats = np.asarray(list(m["stats"].values()))
+    lines = keypoint_summary_lines(stats, params) if iou_type == "keypoints" else summary_lines(stats, params)
+    click.echo("\n".join(lines))
     c = m["counts"]
-    click.echo(f"TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  (IoU 0.5, maxDets 100)")
+    click.echo(f"TP {c['tp']}  FP {c['fp']}  FN {c['fn']}  (IoU 0.5, maxDets {max(params.max_dets)})")
 
 
 def _eval_voc(gt: str, results: str, eleven_point: bool, iou: float, plus_one: bool, as_json: bool) -> None:
@@ -129,9 +135,9 @@ def _eval_voc(gt: str, results: str, eleven_point: bool, iou: float, plus_one: b
 @handle_errors
 def commit(db: str, run_name: str, iou_threshold: float, iou_type: str, class_agnostic: bool, method: str,
            label_version: int | None, iou_thresholds: str | None, recall_thresholds: str | None,
-           max_dets: str | None, area_ranges: str | None, fmt: str) -> None:
+           max_dets: str | None, area_ranges: str | None, kpt_oks_sigmas: str | None, fmt: str) -> None:
     """Match a run's predictions to the ground truth and index every object as TP/FP/FN."""
-    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges, kpt_oks_sigmas)
     with open_ws(db) as ws:
         r = ws.get_run(run_name).commit(iou_threshold=iou_threshold, iou_type=iou_type, class_agnostic=class_agnostic,
                                         method=method, label_version=label_version, **kw)
@@ -155,9 +161,9 @@ def commit(db: str, run_name: str, iou_threshold: float, iou_type: str, class_ag
 @handle_errors
 def metrics(db: str, run_name: str, iou_type: str, slice_name: str | None, label_version: int | None,
             per_class: bool, iou_thresholds: str | None, recall_thresholds: str | None, max_dets: str | None,
-            area_ranges: str | None, fmt: str) -> None:
+            area_ranges: str | None, kpt_oks_sigmas: str | None, fmt: str) -> None:
     """COCO metrics of a run (12 stats, counts; --per-class for each label)."""
-    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges)
+    kw = _param_kwargs(iou_thresholds, recall_thresholds, max_dets, area_ranges, kpt_oks_sigmas)
     with open_ws(db, read_only=True) as ws:
         m = ws.get_run(run_name).metrics(iou_type=iou_type, slice=slice_name, label_version=label_version, **kw)
     if fmt == "json":

@@ -8,12 +8,13 @@ input). Names follow the public API (``iou_thresholds``, ``recall_thresholds``, 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Mapping, Sequence
 
 from ..errors import ValidationError
 from .cocoeval import CocoParams
 
-__all__ = ["coco_params", "params_json", "parse_area_ranges", "parse_floats", "parse_ints", "validate_params"]
+__all__ = ["coco_params", "default_params", "params_json", "parse_area_ranges", "parse_floats", "parse_ints", "validate_params"]
 
 
 def _floats(name: str, values: Sequence[float], lo: float, lo_open: bool) -> tuple[float, ...]:
@@ -74,6 +75,8 @@ def coco_params(
     recall_thresholds: Sequence[float] | None = None,
     max_dets: Sequence[int] | None = None,
     area_ranges: Mapping[str, Sequence[float]] | None = None,
+    iou_type: str = "bbox",
+    kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
 ) -> CocoParams | None:
     """A validated ``CocoParams`` (pycocotools' defaults where None); None when every value is None.
 
@@ -81,8 +84,10 @@ def coco_params(
     or not strictly ascending, max_dets not positive ascending integers, an area range with
     max < min or min < 0. Area ranges are inclusive on both ends, as in pycocotools; the range named
     'all' is the one per-object matches and per-class AP use (the first one when none is).
+    Unset values are the defaults of ``iou_type`` (keypoints: maxDets 20, areas all/medium/large).
     """
-    if iou_thresholds is None and recall_thresholds is None and max_dets is None and area_ranges is None:
+    if (iou_thresholds is None and recall_thresholds is None and max_dets is None and area_ranges is None
+            and kpt_oks_sigmas is None):
         return None
     kw: dict[str, Any] = {}
     if iou_thresholds is not None:
@@ -93,7 +98,36 @@ def coco_params(
         kw["max_dets"] = _max_dets(max_dets)
     if area_ranges is not None:
         kw["area_lbl"], kw["area_rng"] = _area_ranges(area_ranges)
-    return CocoParams(**kw)
+    if kpt_oks_sigmas is not None:
+        kw["kpt_oks_sigmas"] = _sigmas(kpt_oks_sigmas)
+    return replace(default_params(iou_type), **kw)
+
+
+def _sigmas(v: Sequence[float] | Mapping[str, Sequence[float]]) -> tuple:
+    """One sigma list for every category, or {label: sigmas}: positive finite numbers."""
+    def one(x: Any, where: str) -> tuple[float, ...]:
+        try:
+            out = tuple(float(s) for s in x)
+        except (TypeError, ValueError):
+            raise ValidationError(f"{where}must be a list of numbers, got {x!r:.60}", field="kpt_oks_sigmas") from None
+        if not out or any(not math.isfinite(s) or s <= 0 for s in out):
+            raise ValidationError(f"{where}must be non-empty and positive, got {list(out)}", field="kpt_oks_sigmas")
+        return out
+
+    if isinstance(v, Mapping):
+        if not v:
+            raise ValidationError("must name at least one label", field="kpt_oks_sigmas")
+        return tuple((str(k), one(x, f"label {k!r}: ")) for k, x in v.items())
+    return one(v, "")
+
+
+def default_params(iou_type: str = "bbox") -> CocoParams:
+    """pycocotools' default ``Params`` for an IoU type."""
+    if iou_type == "keypoints":
+        from .oks import KEYPOINT_PARAMS
+
+        return KEYPOINT_PARAMS
+    return CocoParams()
 
 
 def validate_params(p: CocoParams) -> CocoParams:
@@ -109,10 +143,17 @@ def validate_params(p: CocoParams) -> CocoParams:
 
 def params_json(p: CocoParams | None) -> dict[str, Any] | None:
     """JSON-able form of non-default parameters (None for the defaults), stored with a commit."""
-    if p is None or p == CocoParams():
+    if p is None or p == default_params(p.iou_type):
         return None
     return {"iou_thresholds": list(p.iou_thrs), "recall_thresholds": list(p.rec_thrs), "max_dets": list(p.max_dets),
-            "area_ranges": {lbl: list(r) for lbl, r in zip(p.area_lbl, p.area_rng)}}
+            "area_ranges": {lbl: list(r) for lbl, r in zip(p.area_lbl, p.area_rng)}, "iou_type": p.iou_type,
+            "kpt_oks_sigmas": _sigmas_json(p.kpt_oks_sigmas)}
+
+
+def _sigmas_json(v: tuple | None) -> Any:
+    if v is None or not v or not isinstance(v[0], tuple):
+        return None if v is None else list(v)
+    return {k: list(x) for k, x in v}
 
 
 # --- CLI parsing (one-line errors name the flag) ---------------------------------------------------

@@ -27,7 +27,7 @@ from engine.store import match_counts
 from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
-from ..metrics.params import params_json
+from ..metrics.params import default_params, params_json
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
@@ -68,10 +68,11 @@ def commit_run(
     allowed = _allowed(allowed_label_matches)
     if label_version is None:
         label_version = int(store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [dataset_id]))
-    inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic)
+    inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic,
+                 keypoints=iou_type == "keypoints")
     thr = float(iou_threshold)
     rows = _ObjectRows.empty(len(inp.dt), len(inp.gt))
-    coco = params or CocoParams()
+    coco = params or default_params(iou_type)
     max_dets = max(coco.max_dets)
     thrs = np.asarray(coco.iou_thrs)
     t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)

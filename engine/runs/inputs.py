@@ -78,24 +78,30 @@ def gather(
     label_version: int | None = None,
     item_ids: Sequence[int] | None = None,
     class_agnostic: bool = False,
+    keypoints: bool = False,
 ) -> EvalInputs:
-    """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given."""
+    """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given.
+
+    ``keypoints``: the objects that carry keypoints (whatever their kind) instead of the geometries.
+    """
     con = store.con
     subset = None if item_ids is None else np.asarray(item_ids, dtype=np.int64)
     if subset is not None:
         con.register("__eval_subset", pa.table({"item_id": subset}))
     try:
         kinds = ", ".join(f"'{k}'" for k in GEOMETRY_KINDS)
+        g_obj = "a.keypoints IS NOT NULL" if keypoints else f"a.kind IN ({kinds}) AND a.x IS NOT NULL"
+        d_obj = "p.keypoints IS NOT NULL" if keypoints else f"p.kind IN ({kinds}) AND p.x IS NOT NULL"
         gt = con.execute(
             f"""SELECT a.ann_key AS key, a.item_id, (a.annotation_id <> '0')::INT AS id_nonzero, a.label, a.x, a.y, a.width AS w, a.height AS h,
                        a.area, a.iscrowd AS crowd
                 FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
-                  AND a.kind IN ({kinds}) AND a.x IS NOT NULL {_subset_clause('a', subset)}
+                  AND {g_obj} {_subset_clause('a', subset)}
                 ORDER BY a.seq""", {"ds": dataset_id}).fetchnumpy()
         dt = con.execute(
             f"""SELECT p.pred_key AS key, p.item_id, p.label, p.x, p.y, p.width AS w, p.height AS h,
                        p.area, coalesce(p.confidence, 1.0) AS score
-                FROM predictions p WHERE p.run_id = $run AND p.kind IN ({kinds}) AND p.x IS NOT NULL
+                FROM predictions p WHERE p.run_id = $run AND {d_obj}
                 {_subset_clause('p', subset)}
                 ORDER BY p.seq""", {"run": run_id}).fetchnumpy()
         images = con.execute(
