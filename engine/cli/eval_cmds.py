@@ -72,7 +72,8 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
              voc_iou: float, plus_one: bool, as_json: bool) -> None:
     """Evaluate a COCO results file against COCO ground truth (pycocotools' numbers, exactly).
 
-    Runs the same path as stored runs (ingest → commit → metrics) in an in-memory workspace.
+    Runs the same path as stored runs (ingest → metrics) in an in-memory workspace; no TP/FP/FN
+    index is written (the workspace is thrown away), so no cross-label pairs are needed.
     --metric voc|voc11 prints Pascal VOC AP instead ({"mAP", "per_class"} with --json).
     """
     if metric != "coco":
@@ -92,7 +93,6 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
         ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
                        progress=progress_printer("import"))
         run = ws.get_run("eval")
-        run.commit(iou_type=iou_type, **kw)
         m = run.metrics(iou_type=iou_type, **kw)
     if as_json:
         click.echo(json.dumps(_json_report(m)))
