@@ -57,7 +57,8 @@ def main() -> None:
             times[name].append(t)
     diff = max(abs(a - b) for a, b in zip(stats["loupe eval"], stats["faster-coco-eval"]))
     for name, ts in times.items():
-        print(f"{name:18s} best {min(ts):6.2f} s  median {statistics.median(ts):6.2f} s  ({', '.join(f'{t:.2f}' for t in ts)})")
+        each = ", ".join(f"{t:.2f}" for t in ts)
+        print(f"{name:18s} best {min(ts):6.2f} s  median {statistics.median(ts):6.2f} s  ({each})")
     best = min(times["loupe eval"]) / min(times["faster-coco-eval"])
     med = statistics.median(times["loupe eval"]) / statistics.median(times["faster-coco-eval"])
     print(f"ratio loupe / faster-coco-eval: best {best:.3f}x, median {med:.3f}x; max |stats difference| {diff:.2e}")

@@ -14,7 +14,8 @@ from typing import Any, Mapping, Sequence
 from ..errors import ValidationError
 from .cocoeval import CocoParams
 
-__all__ = ["coco_params", "default_params", "params_json", "parse_area_ranges", "parse_floats", "parse_ints", "validate_params"]
+__all__ = ["coco_params", "default_params", "params_json", "parse_area_ranges", "parse_floats", "parse_ints",
+           "validate_params"]
 
 
 def _floats(name: str, values: Sequence[float], lo: float, lo_open: bool) -> tuple[float, ...]:
