@@ -30,12 +30,16 @@ _LAZY = {
 }
 
 
+_RESOLVED: set[str] = set()
+
+
 def __getattr__(name: str):
     mod = _LAZY.get(name)
-    if mod is None:
+    if mod is None or name in _RESOLVED:  # resolved once: a deleted name stays deleted, as with eager imports
         raise AttributeError(f"module 'engine' has no attribute {name!r}")
     import importlib
 
+    _RESOLVED.add(name)
     value = getattr(importlib.import_module(mod), name)
     globals()[name] = value
     return value
