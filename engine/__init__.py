@@ -7,9 +7,6 @@ Example:
     >>> ds.append([engine.DatasetItem("a.png", "a", width=640, height=480)], check_images=False)
     >>> ds.annotate([engine.BoxAnnotation("pedestrian", "a", x=10, y=20, width=30, height=60)])
 """
-from .analysis import crops
-from .analysis.compare import compare, compare_runs
-from .api import Dataset, Model, ModelRun, Workspace, connect
 from .errors import (
     AlreadyExistsError,
     LoupeError,
@@ -18,24 +15,38 @@ from .errors import (
     ValidationError,
     WorkspaceLocked,
 )
-from engine.api.records import (
-    BoxAnnotation,
-    BoxPrediction,
-    CategoryAnnotation,
-    CategoryPrediction,
-    DatasetItem,
-    Keypoint,
-    KeypointsAnnotation,
-    KeypointsPrediction,
-    Point,
-    PolygonAnnotation,
-    PolygonPrediction,
-    SegmentationAnnotation,
-    SegmentationPrediction,
-)
 
-from engine.curation.slices import Slice
-from queries import DSLError, DSLNameError, DSLSyntaxError, DSLTypeError
+# Imported on first use (PEP 562), so `import engine` and the `loupe` CLI start fast: name -> module.
+_LAZY = {
+    "crops": "engine.analysis",
+    "compare": "engine.analysis.compare", "compare_runs": "engine.analysis.compare",
+    "Dataset": "engine.api", "Model": "engine.api", "ModelRun": "engine.api", "Workspace": "engine.api",
+    "connect": "engine.api",
+    **dict.fromkeys(("BoxAnnotation", "BoxPrediction", "CategoryAnnotation", "CategoryPrediction", "DatasetItem",
+                     "Keypoint", "KeypointsAnnotation", "KeypointsPrediction", "Point", "PolygonAnnotation",
+                     "PolygonPrediction", "SegmentationAnnotation", "SegmentationPrediction"), "engine.api.records"),
+    "Slice": "engine.curation.slices",
+    **dict.fromkeys(("DSLError", "DSLNameError", "DSLSyntaxError", "DSLTypeError"), "queries"),
+}
+
+
+_RESOLVED: set[str] = set()
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None or name in _RESOLVED:  # resolved once: a deleted name stays deleted, as with eager imports
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    _RESOLVED.add(name)
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def explain(dsl: str, dialect: str = "duckdb", objects: bool = False, run: str | None = None) -> str:

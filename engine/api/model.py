@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -128,30 +128,61 @@ class ModelRun:
         method: str = "coco",
         label_version: int | None = None,
         iou_type: str = "bbox",
+        iou_thresholds: Sequence[float] | None = None,
+        recall_thresholds: Sequence[float] | None = None,
+        max_dets: Sequence[int] | None = None,
+        area_ranges: Mapping[str, tuple[float, float]] | None = None,
+        kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
     ) -> dict[str, Any]:
         """Match predictions to ground truth and index every object as TP / FP / FN.
 
         Replaces the previous index atomically and caches the COCO stats. See docs/matching.md.
+        ``iou_thresholds``, ``recall_thresholds``, ``max_dets``, ``area_ranges`` ({name: (min, max)})
+        are pycocotools' ``Params`` (defaults when None). ``iou_type="keypoints"`` evaluates OKS with
+        ``kpt_oks_sigmas`` (one list, or {label: list}; default COCO's 17 person sigmas).
 
         Example:
             >>> run.commit(iou_threshold=0.5)["stats"]["AP"]
         """
+        from ..metrics.params import coco_params
         from ..runs.commit import commit_run
 
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges, iou_type, kpt_oks_sigmas)
         return commit_run(self.ws.store, self.id, self.dataset_id, iou_threshold=iou_threshold,
                           class_agnostic=class_agnostic, allowed_label_matches=allowed_label_matches,
-                          method=method, label_version=label_version, iou_type=iou_type)
+                          method=method, label_version=label_version, iou_type=iou_type, params=params)
 
     def metrics(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None,
-                class_agnostic: bool = False) -> dict[str, Any]:
+                class_agnostic: bool = False, iou_thresholds: Sequence[float] | None = None,
+                recall_thresholds: Sequence[float] | None = None, max_dets: Sequence[int] | None = None,
+                area_ranges: Mapping[str, tuple[float, float]] | None = None,
+                kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None) -> dict[str, Any]:
         """COCO stats (pycocotools-exact), per-class AP/AR and TP/FP/FN counts at IoU 0.5.
 
         ``slice`` is a slice name or a list of reference ids; ``label_version`` evaluates against past labels.
+        ``iou_thresholds``, ``recall_thresholds``, ``max_dets``, ``area_ranges`` as in :meth:`commit`.
         """
+        from ..metrics.params import coco_params
         from ..metrics.report import coco_metrics
 
+        params = coco_params(iou_thresholds, recall_thresholds, max_dets, area_ranges, iou_type, kpt_oks_sigmas)
         return coco_metrics(self, iou_type=iou_type, slice=slice, label_version=label_version,
-                            class_agnostic=class_agnostic)
+                            class_agnostic=class_agnostic, params=params)
+
+    def voc_metrics(self, iou_threshold: float = 0.5, eleven_point: bool = False, plus_one: bool = False,
+                    slice: Any = None, label_version: int | None = None) -> dict[str, Any]:
+        """Pascal VOC AP per label and mAP: ``{"mAP": float, "per_class": {label: AP}}``.
+
+        All-point interpolation (VOC2010+) or ``eleven_point`` (VOC2007); ``difficult`` GT (annotation
+        metadata) and crowds are ignored; ``plus_one``: the devkit's inclusive-pixel areas. See engine/runs/voc.py.
+        """
+        from ..metrics.report import subset_item_ids
+        from ..runs.voc import voc_report, voc_run
+
+        inp, res = voc_run(self.ws.store, self.dataset_id, self.id, iou_threshold=iou_threshold,
+                           eleven_point=eleven_point, plus_one=plus_one, label_version=label_version,
+                           item_ids=subset_item_ids(self, slice))
+        return voc_report(inp, res)
 
     def pr_curves(self, iou_type: str = "bbox", slice: Any = None, label_version: int | None = None) -> pa.Table:
         """PR curves: 101 interpolated precision points per label and IoU threshold (area all, 100 dets)."""

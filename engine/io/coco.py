@@ -114,23 +114,38 @@ def _column(values: list, typ: pa.DataType, field: str, name_of) -> pa.Array:
         raise
 
 
+def _int_text(v: Any) -> int | None:
+    """``"42"`` → 42 (integer text, as faster-coco-eval casts string ids); None otherwise."""
+    if isinstance(v, str):
+        t = v.strip()
+        if t.lstrip("+-").isdigit() and t.isascii():
+            return int(t)
+    return None
+
+
 def _ints(values: list, field: str, name_of, required: bool = True) -> pa.Array:
-    """Integer ids: bools and non-whole floats are refused (JSON ``1.0`` is accepted as 1)."""
+    """Integer ids: bools and non-whole floats are refused (JSON ``1.0`` is accepted as 1, and
+    integer text ``"42"`` as 42, as faster-coco-eval casts string image ids)."""
     try:  # fast path: Arrow infers int64 (or double, checked to be whole) in C
         arr = pa.array(values)
         if pa.types.is_floating(arr.type) and pc.all(pc.equal(pc.floor(arr), arr)).as_py() is not False:
             arr = arr.cast(pa.int64())
+        elif pa.types.is_string(arr.type):  # all text: Arrow's cast refuses anything but integer text
+            arr = pc.cast(pc.utf8_trim_whitespace(arr), pa.int64())
         if (pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)) and not (required and arr.null_count):
             return arr.cast(pa.int64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
         pass
     for i, v in enumerate(values):  # slow path: name the bad record
-        if isinstance(v, bool) or (v is None and required) or not (v is None or isinstance(v, int)
-                                                                   or (isinstance(v, float) and v.is_integer())):
+        if isinstance(v, bool) or (v is None and required) or not (
+                v is None or isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+                or _int_text(v) is not None):
             raise bad(f"must be an integer, got {v!r:.60}", name_of(i), field)
-        if v is not None and not -2**63 <= v < 2**63:
+        n = _int_text(v) if isinstance(v, str) else v
+        if n is not None and not -2**63 <= n < 2**63:
             raise bad(f"must be a 64-bit integer, got {v!r:.60}", name_of(i), field)
-    return pa.array([None if v is None else int(v) for v in values], pa.int64())
+    return pa.array([None if v is None else _int_text(v) if isinstance(v, str) else int(v) for v in values],
+                    pa.int64())
 
 
 def _split_segmentation(segs: list, name_of) -> tuple[list, list, list, list]:
@@ -251,8 +266,13 @@ def read_results_raw(path: str | Path) -> pa.Table:
         return pa.table({k: v.cast(RAW_SCHEMA.field(k).type) for k, v in cols.items()}, schema=RAW_SCHEMA)
     except (duckdb.Error, _Fallback, pa.ArrowInvalid):
         data = load_json(p)  # the slow path finds and names the bad record
+        if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+            # results in the dataset layout ({"images": ..., "annotations": [...]}), as faster-coco-eval takes
+            anns = data["annotations"]
+            return raw_from_records(anns, lambda i: f"results annotations[{i}]", gt=False)
         if not isinstance(data, list):
-            raise LoupeError(f"{p} is not a COCO results file (expected a JSON list)") from None
+            raise LoupeError(f"{p} is not a COCO results file (expected a JSON list, or an object with an "
+                             "'annotations' list)") from None
         return raw_from_records(data, lambda i: f"results row {i}", gt=False)
 
 
@@ -267,9 +287,9 @@ def _stem(name: str) -> str:
     return base[:i] if 0 < i < len(base) - 1 else base
 
 
-def _image_refs(images: list[dict]) -> list[str]:
+def _image_refs(images: list[dict], image_ids: np.ndarray) -> list[str]:
     """reference_id per image: file_name stem, else whole file_name, else str(id) (see module doc)."""
-    ids = [str(im["id"]) for im in images]
+    ids = [str(i) for i in image_ids.tolist()]
     names = [im.get("file_name") for im in images]
     for cand in ([_stem(str(n)) if n else i for n, i in zip(names, ids)],
                  [str(n) if n else i for n, i in zip(names, ids)]):
@@ -343,21 +363,19 @@ def parse_gt(data: Any, images_dir: str | Path | None = None,
     dup = first_duplicate(ids)
     if dup is not None:
         raise bad("duplicate image id", img_name(dup), "id")
-    for field in ("width", "height"):
-        _ints([im.get(field) for im in images], field, img_name, required=False)
+    size = {f: _ints([im.get(f) for im in images], f, img_name, required=False) for f in ("width", "height")}
     order = np.argsort(ids, kind="stable")
     images = [images[i] for i in order]
     ids = ids[order]
-    refs = _image_refs(images)
+    refs = _image_refs(images, ids)
     idir = None if images_dir is None else Path(images_dir)
-    meta = [{"coco_id": int(im["id"]), **{k: v for k, v in im.items() if k not in ("id", "width", "height",
-                                                                                   "reference_id")}}
-            for im in images]
+    meta = [{"coco_id": cid, **{k: v for k, v in im.items() if k not in ("id", "width", "height", "reference_id")}}
+            for cid, im in zip(ids.tolist(), images)]
     items = pa.table({
         "reference_id": pa.array(refs, pa.string()),
         "image_location": pa.array([_image_location(im, idir) for im in images], pa.string()),
-        "width": pa.array([im.get("width") for im in images], pa.int64()),  # the JSON's sizes win; with an
-        "height": pa.array([im.get("height") for im in images], pa.int64()),  # image folder, headers fill gaps
+        "width": size["width"].take(order),  # the JSON's sizes win; with an
+        "height": size["height"].take(order),  # image folder, headers fill gaps
         "metadata": json_text(meta),
     })
     cats = data.get("categories") or []
@@ -372,9 +390,8 @@ def parse_gt(data: Any, images_dir: str | Path | None = None,
         d = first_duplicate(arr)
         if d is not None:
             raise bad(f"duplicate category {what}", cat_name(d), what)
-    index = CocoIndex(ids, pa.array(refs, pa.string()),
-                      np.array([im.get("height") or np.nan for im in images], dtype=np.float64),
-                      np.array([im.get("width") or np.nan for im in images], dtype=np.float64), cats)
+    hw = [np.asarray(size[f].take(order).to_numpy(zero_copy_only=False), dtype=np.float64) for f in ("height", "width")]
+    index = CocoIndex(ids, pa.array(refs, pa.string()), *(np.where(v > 0, v, np.nan) for v in hw), cats)
     anns = data.get("annotations") or []
     if not isinstance(anns, list):
         raise bad("must be a list", "COCO file", "annotations")

@@ -37,7 +37,9 @@ __all__ = [
     "new_objects",
     "prepare",
     "record",
+    "keypoint_summary_lines",
     "summarize",
+    "summarize_keypoints",
     "summary_lines",
 ]
 
@@ -58,6 +60,9 @@ class CocoParams:
         area_rng: (lo, hi) area ranges, inclusive on both ends.
         area_lbl: labels of the area ranges ('all', 'small', ...).
         use_cats: False = class-agnostic (pycocotools ``useCats=0``).
+        iou_type: 'keypoints' makes the stats pycocotools' 10 keypoint stats (else the 12).
+        kpt_oks_sigmas: keypoint sigmas for every category, or ((label, sigmas), ...) per
+            category; None = COCO's 17 person sigmas.
     """
 
     iou_thrs: tuple[float, ...] = _IOU_THRS
@@ -66,6 +71,8 @@ class CocoParams:
     area_rng: tuple[tuple[float, float], ...] = _AREA_RNG
     area_lbl: tuple[str, ...] = ("all", "small", "medium", "large")
     use_cats: bool = True
+    iou_type: str = "bbox"
+    kpt_oks_sigmas: tuple[float, ...] | tuple[tuple[str, tuple[float, ...]], ...] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,6 +88,8 @@ class GtArrays:
         n_categories: number of categories (those without GT score -1).
         ann_id: optional annotation ids; only used to reproduce pycocotools
             treating a match to annotation id 0 as "unmatched".
+        ignore: optional (G,) ignore flags besides crowds (pycocotools keypoints:
+            ``num_keypoints == 0``); an ignored non-crowd GT is still matched at most once.
     """
 
     img: np.ndarray
@@ -90,6 +99,7 @@ class GtArrays:
     n_images: int
     n_categories: int
     ann_id: np.ndarray | None = None
+    ignore: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +266,8 @@ def prepare(gt: GtArrays, dt: DtArrays, params: CocoParams | None = None) -> Coc
 
     # --- GT ignore flags per area range, tie order ---
     g_ig = g_crowd[None, :] | (g_area[None, :] < area_rng[:, :1]) | (g_area[None, :] > area_rng[:, 1:])
+    if gt.ignore is not None:
+        g_ig |= np.asarray(gt.ignore, dtype=bool)[None, :]
     if p.use_cats:
         gt_order = None
         same_key = (d_img, g_img, d_cat_raw, g_cat_raw)
@@ -371,7 +383,7 @@ def finish(plan: CocoPlan, mt: CocoMatches) -> CocoResult:
         _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K,
     )
     del m_ig
-    stats = summarize(precision, recall, p)
+    stats = summarize_keypoints(precision, recall, p) if p.iou_type == "keypoints" else summarize(precision, recall, p)
     objs = new_objects(plan)
     record(plan, mt, objs)
     m_last = len(plan.max_dets) - 1
@@ -436,7 +448,7 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams | No
             s = s[:, :, aind, mind]
         return -1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1]))
 
-    md = max_dets
+    md = [max_dets[min(i, len(max_dets) - 1)] for i in range(3)]  # pycocotools needs 3; fewer: repeat the last
     return np.array([
         one(1), one(1, .5, mdet=md[2]), one(1, .75, mdet=md[2]),
         one(1, area="small", mdet=md[2]), one(1, area="medium", mdet=md[2]), one(1, area="large", mdet=md[2]),
@@ -445,10 +457,43 @@ def summarize(precision: np.ndarray, recall: np.ndarray, params: CocoParams | No
     ])
 
 
+_KP_ROWS = ((1, None, "all"), (1, .5, "all"), (1, .75, "all"), (1, None, "medium"), (1, None, "large"),
+            (0, None, "all"), (0, .5, "all"), (0, .75, "all"), (0, None, "medium"), (0, None, "large"))
+
+
+def summarize_keypoints(precision: np.ndarray, recall: np.ndarray, params: CocoParams) -> np.ndarray:
+    """The 10 pycocotools keypoint stats (``_summarizeKps``: maxDets 20, areas all / medium / large)."""
+    iou_thrs = np.asarray(params.iou_thrs, dtype=np.float64)
+    max_dets = sorted(int(m) for m in params.max_dets)
+    out = []
+    for ap, thr, area in _KP_ROWS:
+        aind = [i for i, lbl in enumerate(params.area_lbl) if lbl == area]
+        mind = [i for i, m in enumerate(max_dets) if m == 20]
+        s = precision if ap == 1 else recall
+        if thr is not None:
+            s = s[np.where(thr == iou_thrs)[0]]
+        s = s[:, :, :, aind, mind] if ap == 1 else s[:, :, aind, mind]
+        out.append(-1.0 if len(s[s > -1]) == 0 else float(np.mean(s[s > -1])))
+    return np.array(out)
+
+
+def keypoint_summary_lines(stats: np.ndarray, params: CocoParams) -> list[str]:
+    """The 10 lines pycocotools' summarize() prints for keypoints."""
+    i_str = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
+    lines = []
+    for (ap, thr, area), v in zip(_KP_ROWS, stats):
+        title = "Average Precision" if ap == 1 else "Average Recall"
+        typ = "(AP)" if ap == 1 else "(AR)"
+        iou = "{:0.2f}:{:0.2f}".format(params.iou_thrs[0], params.iou_thrs[-1]) if thr is None else "{:0.2f}".format(thr)
+        lines.append(i_str.format(title, typ, iou, area, 20, v))
+    return lines
+
+
 def summary_lines(stats: np.ndarray, params: CocoParams | None = None) -> list[str]:
     """The 12 lines pycocotools' summarize() prints, for the given stats."""
     p = params or CocoParams()
     md = sorted(int(m) for m in p.max_dets)
+    md = [md[min(i, len(md) - 1)] for i in range(3)]
     i_str = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
     rows = [
         (1, None, "all", 100), (1, .5, "all", md[2]), (1, .75, "all", md[2]),

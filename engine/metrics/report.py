@@ -15,6 +15,8 @@ import pyarrow as pa
 from udfs.matching import greedy_match
 
 from ..errors import LoupeError
+from .cocoeval import CocoParams
+from .params import params_json
 from ..runs.evaluate import evaluate_run, stats_dict
 from ..runs.inputs import box_pairs, gather
 
@@ -55,19 +57,25 @@ def subset_item_ids(run: "ModelRun", subset: Subset) -> np.ndarray | None:
 
 
 def coco_metrics(run: "ModelRun", iou_type: str = "bbox", slice: Subset = None,
-                 label_version: int | None = None, class_agnostic: bool = False) -> dict[str, Any]:
-    """The 12 COCO stats, per-class AP/AR and TP/FP/FN counts at IoU 0.5."""
+                 label_version: int | None = None, class_agnostic: bool = False,
+                 params: CocoParams | None = None) -> dict[str, Any]:
+    """The 12 COCO stats, per-class AP/AR and TP/FP/FN counts at IoU 0.5.
+
+    ``params``: custom thresholds / max detections / area ranges (``engine.metrics.params``);
+    counts are then at IoU 0.5 if it is one of the thresholds, else at the first one.
+    """
     store = run.ws.store
     if slice is None:
-        cached = _cached(run, iou_type, label_version, class_agnostic)
+        cached = _cached(run, iou_type, label_version, class_agnostic, params)
         if cached is not None:
             return cached
     items = subset_item_ids(run, slice)
     ev = evaluate_run(store, run.dataset_id, run.id, iou_type=iou_type, label_version=label_version,
-                      item_ids=items, class_agnostic=class_agnostic)
+                      item_ids=items, class_agnostic=class_agnostic, params=params)
     r = ev.result
     inp = ev.inputs
-    t50 = int(np.flatnonzero(np.asarray(r.params.iou_thrs) == 0.5)[0])
+    t50 = np.flatnonzero(np.asarray(r.params.iou_thrs) == 0.5)
+    t50 = int(t50[0]) if len(t50) else 0
     dm, di = r.dt_match[t50], r.dt_ignore[t50]
     live = ~r.dt_dropped
     tp = int(((dm >= 0) & ~di & live).sum())
@@ -83,7 +91,8 @@ def coco_metrics(run: "ModelRun", iou_type: str = "bbox", slice: Subset = None,
             "counts": {"tp": tp, "fp": fp, "fn": fn}}
 
 
-def _cached(run: "ModelRun", iou_type: str, label_version: int | None, class_agnostic: bool) -> dict[str, Any] | None:
+def _cached(run: "ModelRun", iou_type: str, label_version: int | None, class_agnostic: bool,
+            params: CocoParams | None = None) -> dict[str, Any] | None:
     store = run.ws.store
     cur_v = int(store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [run.dataset_id]))
     want_v = cur_v if label_version is None else int(label_version)
@@ -93,9 +102,11 @@ def _cached(run: "ModelRun", iou_type: str, label_version: int | None, class_agn
     if not row:
         return None
     # counts at 0.5 come from the commit index when it was built at 0.5 with COCO matching
-    params = store.scalar("SELECT params::VARCHAR FROM runs WHERE run_id = ?", [run.id])
-    p = json.loads(params) if params else {}
+    stored = store.scalar("SELECT params::VARCHAR FROM runs WHERE run_id = ?", [run.id])
+    p = json.loads(stored) if stored else {}
     if p.get("iou_threshold") != 0.5 or p.get("method") != "coco" or p.get("allowed_label_matches"):
+        return None
+    if p.get("coco_params") != params_json(params):  # stats cached for other thresholds / areas / maxDets
         return None
     counts = {(src, st): n for src, st, n in store.con.execute(
         "SELECT source, status, count(*) FROM matches WHERE run_id = ? GROUP BY ALL", [run.id]).fetchall()}

@@ -27,6 +27,7 @@ from engine.store import match_counts
 from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
+from ..metrics.params import default_params, params_json
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
@@ -47,8 +48,13 @@ def commit_run(
     label_version: int | None = None,
     iou_type: str = "bbox",
     chunk_dets: int | None = None,
+    params: CocoParams | None = None,
 ) -> dict[str, Any]:
     """Match, index and evaluate a run. Returns counts and the 12 COCO stats.
+
+    ``params`` (validated, see ``engine.metrics.params.coco_params``) sets the evaluation's
+    thresholds, max detections and area ranges; the index is built at ``iou_threshold`` with the
+    largest max_dets.
 
     Images are processed in chunks of about ``chunk_dets`` detections (``chunks.CHUNK_DETECTIONS``
     by default): candidate pairs live for one chunk, only per-object results are kept.
@@ -62,20 +68,23 @@ def commit_run(
     allowed = _allowed(allowed_label_matches)
     if label_version is None:
         label_version = int(store.scalar("SELECT label_version FROM datasets WHERE dataset_id = ?", [dataset_id]))
-    inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic)
+    inp = gather(store, dataset_id, run_id, label_version=label_version, class_agnostic=class_agnostic,
+                 keypoints=iou_type == "keypoints")
     thr = float(iou_threshold)
     rows = _ObjectRows.empty(len(inp.dt), len(inp.gt))
-    thrs = np.asarray(CocoParams().iou_thrs)
+    coco = params or default_params(iou_type)
+    max_dets = max(coco.max_dets)
+    thrs = np.asarray(coco.iou_thrs)
     t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)
 
     def on_chunk(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None, objs: CocoObjects) -> None:
         if len(t_eval):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
             m = _from_eval(objs, int(t_eval[0]))
         else:
-            m = _match(sub, sp, xp, thr, allowed, method)
+            m = _match(sub, sp, xp, thr, allowed, method, max_dets)
         rows.put(ch, *_object_values(sub, xp, m, thr))
 
-    res = evaluate_inputs(store, inp, iou_type, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
+    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
     ev = RunEvaluation(inp, res, iou_type, label_version)
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
         rows.d_status[res.dt_dropped] = 3
@@ -83,7 +92,8 @@ def commit_run(
     table = _matches_table(run_id, inp, rows, thr, class_agnostic)
     params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
-              "method": method, "iou_type": iou_type, "label_version": label_version}
+              "method": method, "iou_type": iou_type, "label_version": label_version,
+              "coco_params": params_json(params)}
     stats = stats_dict(res.stats)
     write_commit(store, run_id, table, stats, _per_class(ev), params)
     counts = {(r["source"], r["status"]): r["count_all"] for r in
@@ -201,7 +211,8 @@ def _per_class(ev: RunEvaluation) -> list[dict[str, Any]]:
             for k, lab in enumerate(ev.inputs.labels)]
 
 
-def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set, method: str) -> GreedyResult:
+def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set, method: str,
+           max_dets: int = MAX_DETS) -> GreedyResult:
     """Matching at the commit threshold for one chunk (local indices)."""
     d, g = inp.dt, inp.gt
     if allowed:
@@ -215,7 +226,7 @@ def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set,
     if method == "hungarian":
         return hungarian_match(pairs.dt, pairs.gt, pairs.iou, len(d), len(g), thr)
     if not inp.class_agnostic:
-        return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=MAX_DETS)
+        return greedy_match(group, d.score, g.crowd, pairs.dt, pairs.gt, pairs.iou, thr, max_dets=max_dets)
     # pycocotools useCats=0 gathers an image's objects category by category (then input order): tied
     # scores and tied IoUs are broken in that order, so match on objects permuted into it
     n_cat = len(inp.categories)
@@ -223,7 +234,7 @@ def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set,
     inv_d, inv_g = np.empty_like(dp), np.empty_like(gp)
     inv_d[dp], inv_g[gp] = np.arange(len(dp)), np.arange(len(gp))
     r = greedy_match(group[dp], d.score[dp], g.crowd[gp], inv_d[pairs.dt], inv_g[pairs.gt], pairs.iou, thr,
-                     max_dets=MAX_DETS)
+                     max_dets=max_dets)
     dt_match, dt_ignored, gt_match = (np.empty_like(r.dt_match), np.empty_like(r.dt_ignored),
                                       np.empty_like(r.gt_match))
     dt_match[dp] = _through(gp, r.dt_match)

@@ -13,11 +13,12 @@ import numpy as np
 from ..errors import LoupeError
 from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, DtArrays, GtArrays, PairArrays,
                                 concat_matches, finish, match, new_objects, prepare, record)
+from ..metrics.params import default_params
 from engine.store.database import Store
 from .chunks import Chunk, plan_chunks
 from .inputs import EvalInputs, Pairs, box_pairs, gather, mask_pairs
 
-IOU_TYPES = ("bbox", "segm")
+IOU_TYPES = ("bbox", "segm", "keypoints")
 
 # called per chunk with (chunk, chunk inputs, same-label pairs, cross-label pairs or None, chunk objects)
 ChunkHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None", CocoObjects], None]
@@ -33,7 +34,12 @@ class RunEvaluation:
     label_version: int | None
 
 
-def candidate_pairs(store: Store, inp: EvalInputs, iou_type: str, same_category: bool = True) -> Pairs:
+def candidate_pairs(store: Store, inp: EvalInputs, iou_type: str, same_category: bool = True,
+                    params: CocoParams | None = None) -> Pairs:
+    if iou_type == "keypoints":  # OKS compares keypoints of one label only
+        from .keypoints import keypoint_pairs
+
+        return keypoint_pairs(store, inp, params or default_params("keypoints"))
     if iou_type == "bbox":
         return box_pairs(store, inp, same_category=same_category)
     if iou_type == "segm":
@@ -67,16 +73,22 @@ def evaluate_inputs(
     """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    plan = _plan(inp, params)
+    params = params or default_params(iou_type)
+    ignore = None
+    if iou_type == "keypoints":
+        from .keypoints import keypoint_ignore
+
+        ignore = keypoint_ignore(store, inp)
+    plan = _plan(inp, params, ignore)
     parts = []
-    agnostic = len(inp.labels) <= 1
+    agnostic = len(inp.labels) <= 1 or iou_type == "keypoints"  # keypoints: same-label pairs only
     for ch in plan_chunks(inp, chunk_dets):
         sub = ch.inputs(inp)
         if cross and not agnostic:
             xp = candidate_pairs(store, sub, iou_type, same_category=False)
             sp = same_label(sub, xp)
         else:
-            sp = candidate_pairs(store, sub, iou_type)
+            sp = candidate_pairs(store, sub, iou_type, params=params)
             xp = sp if cross else None
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
         parts.append(mt)
@@ -90,7 +102,7 @@ def evaluate_inputs(
     return finish(plan, mt)
 
 
-def _plan(inp: EvalInputs, params: CocoParams | None) -> CocoPlan:
+def _plan(inp: EvalInputs, params: CocoParams | None, ignore: np.ndarray | None = None) -> CocoPlan:
     g, d = inp.gt, inp.dt
     if inp.class_agnostic:  # pycocotools useCats=0: one curve, ties ordered by category (then input order)
         params = replace(params or CocoParams(), use_cats=False)
@@ -99,7 +111,7 @@ def _plan(inp: EvalInputs, params: CocoParams | None) -> CocoPlan:
         g_cat, d_cat, n_cat = g.cat, d.cat, len(inp.labels)
     return prepare(
         GtArrays(img=g.img, cat=g_cat, area=g.area, iscrowd=g.crowd, n_images=inp.n_images,
-                 n_categories=n_cat, ann_id=inp.gt_ann_id0),
+                 n_categories=n_cat, ann_id=inp.gt_ann_id0, ignore=ignore),
         DtArrays(img=d.img, cat=d_cat, score=d.score, area=d.area),
         params,
     )
@@ -120,11 +132,14 @@ def evaluate_run(
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     inp = gather(store, dataset_id, run_id, label_version=label_version, item_ids=item_ids,
-                 class_agnostic=class_agnostic)
+                 class_agnostic=class_agnostic, keypoints=iou_type == "keypoints")
     res = evaluate_inputs(store, inp, iou_type, params, chunk_dets)
     return RunEvaluation(inp, res, iou_type, label_version)
 
 
 def stats_dict(stats: np.ndarray) -> dict[str, float]:
+    """Named stats: the 12 of bbox/segm, or the 10 of keypoints."""
     names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+    if len(stats) == 10:
+        names = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
     return {n: float(v) for n, v in zip(names, stats)}

@@ -84,36 +84,42 @@ def gather(
     label_version: int | None = None,
     item_ids: Sequence[int] | None = None,
     class_agnostic: bool = False,
+    keypoints: bool = False,
 ) -> EvalInputs:
-    """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given."""
+    """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given.
+
+    ``keypoints``: the objects that carry keypoints (whatever their kind) instead of the geometries.
+    """
     con = store.con
     subset = None if item_ids is None else np.asarray(item_ids, dtype=np.int64)
     if subset is not None:
         con.register("__eval_subset", pa.table({"item_id": subset}))
     try:
         kinds = ", ".join(f"'{k}'" for k in GEOMETRY_KINDS)
-        gt = con.execute(
+        g_obj = "a.keypoints IS NOT NULL" if keypoints else f"a.kind IN ({kinds}) AND a.x IS NOT NULL"
+        d_obj = "p.keypoints IS NOT NULL" if keypoints else f"p.kind IN ({kinds}) AND p.x IS NOT NULL"
+        gt = store.arrow(
             f"""SELECT a.ann_key AS key, a.item_id, (a.annotation_id <> '0')::INT AS id_nonzero, a.label, a.x, a.y, a.width AS w, a.height AS h,
                        a.area, a.iscrowd AS crowd
                 FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
-                  AND a.kind IN ({kinds}) AND a.x IS NOT NULL {_subset_clause('a', subset)}
-                ORDER BY a.seq""", {"ds": dataset_id}).fetchnumpy()
-        dt = con.execute(
+                  AND {g_obj} {_subset_clause('a', subset)}
+                ORDER BY a.seq""", {"ds": dataset_id})
+        dt = store.arrow(
             f"""SELECT p.pred_key AS key, p.item_id, p.label, p.x, p.y, p.width AS w, p.height AS h,
                        p.area, coalesce(p.confidence, 1.0) AS score
-                FROM predictions p WHERE p.run_id = $run AND p.kind IN ({kinds}) AND p.x IS NOT NULL
+                FROM predictions p WHERE p.run_id = $run AND {d_obj}
                 {_subset_clause('p', subset)}
-                ORDER BY p.seq""", {"run": run_id}).fetchnumpy()
-        images = con.execute(
+                ORDER BY p.seq""", {"run": run_id})
+        images = _np(store.arrow(
             f"SELECT item_id FROM items i WHERE dataset_id = $ds {_subset_clause('i', subset)} ORDER BY item_id",
-            {"ds": dataset_id}).fetchnumpy()["item_id"]
+            {"ds": dataset_id}).column("item_id"), np.int64)
     finally:
         if subset is not None:
             con.unregister("__eval_subset")
-    images = np.asarray(images, dtype=np.int64)
-    gt_labels = np.asarray(gt["label"], dtype=object)
-    dt_labels = np.asarray(dt["label"], dtype=object)
-    categories = category_order(store, dataset_id, set(gt_labels.tolist()) | set(dt_labels.tolist()))
+    # labels: dictionary-encoded in Arrow (no Python string per object), in pycocotools' category order
+    g_codes, g_dict = _encode(gt.column("label"))
+    d_codes, d_dict = _encode(dt.column("label"))
+    categories = category_order(store, dataset_id, set(g_dict.tolist()) | set(d_dict.tolist()))
     rank_idx = {lab: i for i, lab in enumerate(categories)}
     if class_agnostic:
         lab_idx = {lab: 0 for lab in categories}
@@ -121,25 +127,27 @@ def gather(
     else:
         lab_idx, labels = rank_idx, categories
 
-    def side(d: dict, is_gt: bool) -> Side:
-        n = len(d["key"])
-        item = np.asarray(d["item_id"], dtype=np.int64)
-        lab = np.asarray(d["label"], dtype=object)
+    def side(t: pa.Table, codes: np.ndarray, names: np.ndarray, is_gt: bool) -> Side:
+        n = t.num_rows
+        item = _np(t.column("item_id"), np.int64)
+        to_idx = np.asarray([lab_idx[v] for v in names.tolist()], dtype=np.int64)
+        to_rank = np.asarray([rank_idx[v] for v in names.tolist()], dtype=np.int64)
         return Side(
-            key=np.asarray(d["key"], dtype=np.int64),
+            key=_np(t.column("key"), np.int64),
             item_id=item,
             img=np.searchsorted(images, item).astype(np.int64),
-            cat=_label_index(lab, lab_idx),
-            label=lab,
-            x=_f(d["x"]), y=_f(d["y"]), w=_f(d["w"]), h=_f(d["h"]),
-            area=_area(d, n),
-            crowd=np.asarray(d["crowd"], dtype=bool) if is_gt else np.zeros(n, bool),
-            score=_f(d["score"]) if not is_gt else np.full(n, np.nan),
-            cat_rank=_label_index(lab, rank_idx),
+            cat=to_idx[codes] if n else np.zeros(0, np.int64),
+            label=names[codes] if n else np.zeros(0, object),
+            x=_np(t.column("x")), y=_np(t.column("y")), w=_np(t.column("w")), h=_np(t.column("h")),
+            area=_area_of(t),
+            crowd=_np(t.column("crowd"), bool) if is_gt else np.zeros(n, bool),
+            score=_np(t.column("score")) if not is_gt else np.full(n, np.nan),
+            cat_rank=to_rank[codes] if n else np.zeros(0, np.int64),
         )
 
-    return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, True), dt=side(dt, False),
-                      gt_ann_id0=np.asarray(gt["id_nonzero"], dtype=np.int64), categories=categories,
+    return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, g_codes, g_dict, True),
+                      dt=side(dt, d_codes, d_dict, False),
+                      gt_ann_id0=_np(gt.column("id_nonzero"), np.int64), categories=categories,
                       class_agnostic=class_agnostic)
 
 
@@ -157,25 +165,26 @@ def category_order(store: Store, dataset_id: int, labels: set[str]) -> list[str]
     return sorted(labels, key=lambda lab: (0, ids[lab], lab) if lab in ids else (1, 0, lab))
 
 
-def _label_index(lab: np.ndarray, lab_idx: dict[str, int]) -> np.ndarray:
-    """Category index of each label (vectorized through Arrow's hash lookup)."""
-    if len(lab) == 0:
-        return np.zeros(0, np.int64)
-    keys = list(lab_idx)
-    pos = pc.index_in(pa.array(lab, pa.string()), value_set=pa.array(keys, pa.string()))
-    codes = np.asarray([lab_idx[k] for k in keys], dtype=np.int64)
-    return codes[np.asarray(pos, dtype=np.int64)]
+def _np(col: pa.ChunkedArray, dtype: type = np.float64) -> np.ndarray:
+    """A column as numpy; float nulls become NaN."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if dtype is np.float64:
+        return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64)
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def _f(a) -> np.ndarray:
-    return np.ma.filled(np.ma.asarray(a, dtype=np.float64), np.nan) if np.ma.isMaskedArray(a) else np.asarray(a, np.float64)
+def _encode(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct values as an object array) of a string column."""
+    enc = pc.dictionary_encode(col.combine_chunks())
+    return (np.asarray(enc.indices.to_numpy(zero_copy_only=False), dtype=np.int64),
+            np.asarray(enc.dictionary.to_pylist(), dtype=object))
 
 
-def _area(d: dict, n: int) -> np.ndarray:
-    area = _f(d["area"])
+def _area_of(t: pa.Table) -> np.ndarray:
+    area = _np(t.column("area"))
     missing = np.isnan(area)
     if missing.any():  # geometry without a stored area: COCO falls back to the box area
-        area[missing] = (_f(d["w"]) * _f(d["h"]))[missing]
+        area[missing] = (_np(t.column("w")) * _np(t.column("h")))[missing]
     return area
 
 
