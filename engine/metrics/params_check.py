@@ -42,7 +42,8 @@ def _is_int(v) -> bool:
 def validate_params(p: "CocoParams") -> "CocoParams":
     """``p`` if it describes a COCO evaluation; else a ValidationError naming the field.
 
-    iou_thrs in (0, 1]; rec_thrs in [0, 1]; at least three max_dets (summarize reads maxDets[0..2]),
+    iou_thrs in (0, 1]; rec_thrs in [0, 1]; at least three max_dets (summarize reads maxDets[0..2]; one
+    for keypoints),
     positive integers; at least one area range, each ``lo <= hi`` (inclusive, so never empty) with
     one distinct label per range.
     """
@@ -53,9 +54,10 @@ def validate_params(p: "CocoParams") -> "CocoParams":
     if not all(0 <= r <= 1 for r in rec):
         raise ValidationError(f"recall thresholds must be in [0, 1], got {list(p.rec_thrs)}", field="rec_thrs")
     md = list(p.max_dets)
-    if len(md) < 3 or not all(_is_int(m) and m > 0 for m in md):
-        raise ValidationError(f"needs at least 3 positive integers (summarize reads the first three), got {md}",
-                              field="max_dets")
+    need = 1 if getattr(p, "iou_type", "bbox") == "keypoints" else 3  # keypoint summarize reads the last one
+    if len(md) < need or not all(_is_int(m) and m > 0 for m in md):
+        raise ValidationError(f"needs at least {need} positive integers (summarize reads "
+                              f"{'the last' if need == 1 else 'the first three'}), got {md}", field="max_dets")
     rng = list(p.area_rng)
     if not rng:
         raise ValidationError("needs at least one (lo, hi) area range", field="area_rng")
