@@ -18,7 +18,7 @@ def _load_commands() -> None:
     from . import data  # noqa: F401  (registers its commands)
 
     for optional in ("demo", "io_cmds", "eval_cmds", "query_cmds", "analysis_cmds", "predict_cmds",
-                     "tutorial_cmds", "errors_cmds"):
+                     "tutorial_cmds", "errors_cmds", "store_cmds"):
         try:
             importlib.import_module(f"{__name__}.{optional}")
         except ModuleNotFoundError as e:
