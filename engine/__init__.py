@@ -18,6 +18,7 @@ from .errors import (
     ValidationError,
     WorkspaceLocked,
 )
+from .errors import CheckpointError, WorkspaceFull
 from engine.api.records import (
     BoxAnnotation,
     BoxPrediction,
@@ -55,6 +56,7 @@ __all__ = [
     "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops", "compare", "compare_runs",
     "explain", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
     "LoupeError", "ValidationError", "NotFoundError", "AlreadyExistsError", "WorkspaceLocked", "SchemaVersionError",
+    "WorkspaceFull", "CheckpointError",
     "DatasetItem", "Point", "Keypoint",
     "BoxAnnotation", "PolygonAnnotation", "SegmentationAnnotation", "CategoryAnnotation", "KeypointsAnnotation",
     "BoxPrediction", "PolygonPrediction", "SegmentationPrediction", "CategoryPrediction", "KeypointsPrediction",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -71,6 +72,8 @@ class Workspace:
         """
         import duckdb
 
+        if self.store.shared and _SESSION_STATE.search(query):
+            self.store.pin_session()  # a TEMP table / ATTACH lives on this connection: keep it until close()
         try:
             return self.store.arrow(query, params)
         except duckdb.Error as e:
@@ -237,6 +240,9 @@ class Workspace:
         from ..io.parquet import import_parquet
 
         return import_parquet(self, in_dir, dataset, **options)
+
+
+_SESSION_STATE = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\b|^\s*ATTACH\b", re.I | re.M)
 
 
 def _may_write(store: Store, query: str) -> bool:

@@ -147,6 +147,7 @@ class Store:
         self._epoch = 0  # moves at every (re)connect: cursors of an older epoch are closed
         self._root_thread = 0
         self._dirty = False
+        self.session_pinned = False  # see pin_session()
         self.checkpoint_warning: str | None = None  # the last failed checkpoint at a release, if any
         self.shared = path is not None and (True if shared is None else bool(shared))
         self._gate = Gate(self._target, self._open_root, self._close_root, self._pinned, self._foreign_write,
@@ -209,7 +210,12 @@ class Store:
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
     def _pinned(self) -> bool:
-        return self.sql_transactions > 0 or self._open_transactions > 0
+        return self.sql_transactions > 0 or self._open_transactions > 0 or self.session_pinned
+
+    def pin_session(self) -> None:
+        """Keep the connection until close(): SQL made session state (a TEMP table, an ATTACH) that a
+        release would drop. Other processes then wait for this one's close (and time out meanwhile)."""
+        self.session_pinned = True
 
     def _foreign_write(self) -> None:
         self._generation += 1  # another process wrote while we held no connection: drop every cache
@@ -275,7 +281,7 @@ class Store:
                 cur = root
             else:
                 cur = root.cursor()
-                self._register_udfs(cur)
+                self._register_udfs(cur._con)  # the raw connection: registering is not a write
                 self._cursors.append(cur)
             local.cur, local.epoch = cur, self._epoch
         return cur

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import engine
@@ -120,3 +121,20 @@ def test_two_writers_and_a_reader_lose_nothing():
     assert r["rows_at_end"] == r["rows_written"]
     assert r["rows_per_writer"] == {"seed": 1, "a": r["writer_a"]["rows"], "b": r["writer_b"]["rows"]}
     assert r["reader"]["monotonic"]  # a reader never sees a row count go back
+
+
+def test_idle_release_and_session_state(tmp_path):
+    ws = engine.connect(tmp_path / "w.duckdb")
+    gate = ws.store._gate
+    gate.idle = 0.05
+    ws.list_datasets()
+    deadline = time.monotonic() + 60
+    while gate.connected:  # an idle session lets the lock go by itself
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    ws.sql("CREATE TEMP TABLE scratch AS SELECT 42 AS a")  # session state: the connection is kept until close
+    time.sleep(0.3)
+    assert gate.connected
+    assert ws.sql("SELECT a FROM scratch").column("a").to_pylist() == [42]
+    ws.close()
+    assert not gate.connected
