@@ -9,6 +9,7 @@ import contextlib
 import re
 import threading
 import warnings
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -143,7 +144,7 @@ class Store:
         self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
         self._open_transactions = 0  # the store's own transactions in progress (any thread)
         self._root: _Connection | None = None
-        self._cursors: list[_Connection] = []  # other threads' cursors on the root connection
+        self._cursors: weakref.WeakSet[_Connection] = weakref.WeakSet()  # live threads' cursors (closed at release)
         self._epoch = 0  # moves at every (re)connect: cursors of an older epoch are closed
         self._root_thread = 0
         self._dirty = False
@@ -151,7 +152,7 @@ class Store:
         self.checkpoint_warning: str | None = None  # the last failed checkpoint at a release, if any
         self.shared = path is not None and (True if shared is None else bool(shared))
         self._gate = Gate(self._target, self._open_root, self._close_root, self._pinned, self._foreign_write,
-                          timeout=timeout, idle=idle) if self.shared else None
+                          timeout=timeout, idle=idle, exclusive=not read_only) if self.shared else None
         try:
             with self.hold():
                 if self._gate is None:
@@ -189,7 +190,7 @@ class Store:
         """Checkpoint (FILE.wal into FILE) and close every connection; a failed checkpoint is loud:
         raised at ``close()`` (``final``), warned at a release between operations."""
         root, self._root = self._root, None
-        cursors, self._cursors = self._cursors, []
+        cursors, self._cursors = list(self._cursors), weakref.WeakSet()
         self._epoch += 1
         if root is None:
             return
@@ -282,7 +283,7 @@ class Store:
             else:
                 cur = root.cursor()
                 self._register_udfs(cur._con)  # the raw connection: registering is not a write
-                self._cursors.append(cur)
+                self._cursors.add(cur)
             local.cur, local.epoch = cur, self._epoch
         return cur
 

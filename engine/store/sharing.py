@@ -5,8 +5,8 @@ life. A shared store therefore holds its connection only while operations run: i
 operation (waiting up to ``timeout`` seconds for the lock while another process holds it, polling), keeps
 it through a burst of operations, and closes it once idle for ``idle`` seconds, or at once when another
 process waits. A waiting process says so by touching ``FILE.loupe-wait``; a holder that is never idle
-(overlapping requests) stops starting new operations after ``QUANTUM`` seconds, finishes the running ones
-and yields. A connection is never released while a transaction is open.
+(overlapping requests) stops starting new operations after its turn (``QUANTUM`` seconds, or twice what
+opening the file took), finishes the running ones and yields. A connection is never released while a transaction is open.
 
 Writes by other processes can happen only while the connection is released; the file's fingerprint
 (FILE and FILE.wal: size, mtime, inode) taken after our close is compared when we look again, and a
@@ -24,11 +24,12 @@ from ..errors import WorkspaceLocked
 
 DEFAULT_TIMEOUT = 30.0  # seconds an operation waits for another process's lock (LOUPE_LOCK_TIMEOUT)
 DEFAULT_IDLE = 0.5  # seconds a connection is kept after the last operation when nobody waits (LOUPE_IDLE_RELEASE)
-QUANTUM = 0.05  # a busy holder yields to a waiting process after holding this long
-WAIT_FRESH = 0.1  # a wait signal touched within this many seconds means a process waits now
+QUANTUM = 0.05  # a holder yields to a waiting process after holding at least this long (see Gate._turn)
+WAIT_FRESH = 1.0  # a wait signal touched this recently means a process waits (a failed open can take 0.5 s)
 GRACE = 0.02  # an idle holder keeps the connection this long after its last use even when a process waits
 POLL = 0.005  # the monitor's period
-_MAX_DELAY = 0.01  # longest sleep between two lock attempts
+DRAIN_WAIT = 1.0  # longest a new operation waits for a yielding holder to finish its running ones
+_MAX_DELAY = 0.005  # longest sleep between two looks at the lock
 
 
 _TRACE = os.environ.get("LOUPE_GATE_TRACE")
@@ -47,6 +48,30 @@ def env_float(name: str, default: float) -> float:
         return float(value) if value else default
     except ValueError:
         return default
+
+
+def lock_free(path: str, exclusive: bool) -> bool:
+    """Whether DuckDB's lock on ``path`` (a POSIX record lock on the whole file) looks free: a cheap probe
+    (microseconds) made before a real open (milliseconds of CPU, which a polling waiter would take from
+    the holder). Only called while this process has no connection to the file (closing the probe's
+    descriptor would drop this process's own locks on it)."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks (Windows): let the open attempt tell
+        return True
+    try:
+        fd = os.open(path, os.O_RDWR if exclusive else os.O_RDONLY)
+    except OSError:
+        return True
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+        return True
+    finally:
+        os.close(fd)
 
 
 def fingerprint(path: str) -> tuple:
@@ -71,8 +96,9 @@ class Gate:
 
     def __init__(self, path: str, open_root: Callable[[], None], close_root: Callable[[bool], None],
                  pinned: Callable[[], bool], foreign_write: Callable[[], None],
-                 timeout: float | None = None, idle: float | None = None):
+                 timeout: float | None = None, idle: float | None = None, exclusive: bool = True):
         self.path = path
+        self.exclusive = exclusive  # a read-write open needs the lock alone; a read-only one shares it
         self.timeout = env_float("LOUPE_LOCK_TIMEOUT", DEFAULT_TIMEOUT) if timeout is None else float(timeout)
         self.idle = env_float("LOUPE_IDLE_RELEASE", DEFAULT_IDLE) if idle is None else float(idle)
         self._open_root, self._close_root = open_root, close_root
@@ -89,6 +115,7 @@ class Gate:
         self.released_fp: tuple | None = None
         self.signal = path + ".loupe-wait"
         self._my_touch = 0
+        self.open_s = 0.0  # what the last open took
         self.stats = {"connects": 0, "releases": 0, "yields": 0, "max_wait_s": 0.0, "waited_s": 0.0}
 
     # -- operations ---------------------------------------------------------------------------
@@ -104,7 +131,8 @@ class Gate:
                 self._local.depth = depth
             return
         with self._cond:
-            while self.draining and self.connected and not self._pinned():
+            give_up = time.monotonic() + DRAIN_WAIT  # bounded: an operation may wait on helper threads of its own
+            while self.draining and self.connected and not self._pinned() and time.monotonic() < give_up:
                 self._cond.wait(POLL)
             self.active += 1
             try:
@@ -120,9 +148,12 @@ class Gate:
             with self._cond:
                 self.active -= 1
                 self.last_used = time.monotonic()
-                if (not self.active and self.connected and not self._pinned()
-                        and (self.draining or self._someone_waits())):
-                    self._yield_locked()  # another process waits: let it in now
+                if _TRACE:
+                    _trace("op end; held", f"{self.last_used - self.acquired_at:.3f}", "turn", f"{self._turn():.3f}",
+                           "waits", self._someone_waits(), "draining", self.draining, "active", self.active)
+                if (not self.active and self.connected and not self._pinned() and (self.draining or (
+                        self.last_used - self.acquired_at >= self._turn() and self._someone_waits()))):
+                    self._yield_locked()  # another process waits and we had our turn: let it in now
                 self._cond.notify_all()
 
     def ensure(self) -> None:
@@ -149,20 +180,22 @@ class Gate:
         deadline = start + self.timeout
         delay = 0.001
         while True:
-            try:
-                self._open_root()
-                break
-            except WorkspaceLocked as e:
-                now = time.monotonic()
-                if now >= deadline:
-                    self._note_wait(now - start)
-                    raise WorkspaceLocked(self.path, e.pid, waited=self.timeout) from None
-                self._touch_signal()
-                time.sleep(min(delay, deadline - now))
-                delay = min(delay * 2, _MAX_DELAY)
+            now = time.monotonic()
+            if now >= deadline or lock_free(self.path, self.exclusive):  # a free-looking lock: open for real
+                try:
+                    self._open_root()
+                    self.open_s = time.monotonic() - now
+                    break
+                except WorkspaceLocked as e:
+                    if time.monotonic() >= deadline:
+                        self._note_wait(time.monotonic() - start)
+                        raise WorkspaceLocked(self.path, e.pid, waited=self.timeout) from None
+            self._touch_signal()
+            time.sleep(max(0.0, min(delay, deadline - time.monotonic())))
+            delay = min(delay * 2, _MAX_DELAY)
         now = time.monotonic()
         self._note_wait(now - start)
-        _trace("connected after", f"{now - start:.3f}")
+        _trace("connected after", f"{now - start:.3f}", "open", f"{self.open_s:.3f}")
         self.connected = True
         self.stats["connects"] += 1
         self.acquired_at = self.last_used = now
@@ -219,17 +252,22 @@ class Gate:
                     continue
                 now = time.monotonic()
                 waits = self._someone_waits()
-                if waits and self.active and now - self.acquired_at >= QUANTUM:
+                if waits and self.active and now - self.acquired_at >= self._turn():
                     self.draining = True
                 if self.active:
                     continue
                 idle_for = now - self.last_used
-                if waits and (self.draining or idle_for >= GRACE):
+                if waits and (self.draining or idle_for >= GRACE or now - self.acquired_at >= self._turn()):
                     self._yield_locked()
                     return
                 if idle_for >= self.idle:
                     self._release_locked()
                     return
+
+    def _turn(self) -> float:
+        """How long a holder keeps the lock before yielding to a waiting process: at least QUANTUM, and
+        twice what opening the file took, so that reopening stays under a third of the time."""
+        return max(QUANTUM, 2 * self.open_s)
 
     def _yield_locked(self) -> None:
         self.stats["yields"] += 1
