@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 from ..errors import WorkspaceLocked
 
 DEFAULT_TIMEOUT = 30.0  # seconds an operation waits for another process's lock (LOUPE_LOCK_TIMEOUT)
-DEFAULT_IDLE = 0.5  # seconds a connection is kept after the last operation when nobody waits (LOUPE_IDLE_RELEASE)
+DEFAULT_IDLE = 2.0  # seconds a connection is kept after the last operation when nobody waits (LOUPE_IDLE_RELEASE)
 QUANTUM = 0.05  # a holder yields to a waiting process after holding at least this long (see Gate._turn)
 WAIT_FRESH = 1.0  # a wait signal touched this recently means a process waits (a failed open can take 0.5 s)
 GRACE = 0.02  # an idle holder keeps the connection this long after its last use even when a process waits
