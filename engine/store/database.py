@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
 import warnings
 import weakref
 from importlib import resources
@@ -76,13 +77,27 @@ class _Connection:
                                "begin", "commit", "rollback", "create_function", "remove_function"})
 
     def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any, bool], None] | None = None,
-                 path: str | None = None):
+                 path: str | None = None, store: "Store | None" = None):
         self._con = con
         self._on_write = on_write
         self._path = path
+        self._store = store  # a shared store: follow its reconnects (see _fresh)
+        self._epoch = store._epoch if store is not None else 0
+
+    def _fresh(self) -> duckdb.DuckDBPyConnection:
+        """The live DuckDB connection: a shared store may have released ours between two statements
+        (caller code kept this object across an idle pause); then this thread's new one is used."""
+        store = self._store
+        if store is not None:
+            if self._epoch != store._epoch:
+                cur = store.con
+                self._con, self._epoch = cur._con, cur._epoch
+            elif store._gate is not None:
+                store._gate.last_used = time.monotonic()  # idle time counts from the last statement
+        return self._con
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._con, name)
+        attr = getattr(self._fresh(), name)
         if name in self._FINISH_FIRST and hasattr(self._con, "complete"):
             self._con.complete()
         return attr
@@ -90,11 +105,12 @@ class _Connection:
     def _run(self, method: str, query: Any, args: tuple, kwargs: dict) -> Any:
         """Run a statement; one that may write moves the generation before and after it runs (a reader
         taking a snapshot while it runs sees the generation move again once it is done)."""
+        con = self._fresh()
         if self._on_write is None or not may_write(query):
-            return getattr(self._con, method)(query, *args, **kwargs)
+            return getattr(con, method)(query, *args, **kwargs)
         self._on_write(query, False)
         try:
-            return getattr(self._con, method)(query, *args, **kwargs)
+            return getattr(con, method)(query, *args, **kwargs)
         except duckdb.Error as e:
             if disk_full(e):
                 raise WorkspaceFull(self._path, str(e).splitlines()[0]) from None
@@ -106,8 +122,9 @@ class _Connection:
         return self._run("execute", query, args, kwargs)
 
     def sql(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        if hasattr(self._con, "complete"):
-            self._con.complete()
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
         return self._run("sql", query, args, kwargs)
 
     query = sql
@@ -115,8 +132,27 @@ class _Connection:
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
         return self._run("executemany", query, args, kwargs)
 
+    def register(self, name: str, obj: Any) -> Any:
+        """Register an Arrow table/relation as a view; a shared store registers it again on a new
+        connection (a release between register and use would drop it)."""
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
+        out = con.register(name, obj)
+        if self._store is not None:
+            self._store._thread_views()[name] = obj
+        return out
+
+    def unregister(self, name: str) -> Any:
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
+        if self._store is not None:
+            self._store._thread_views().pop(name, None)
+        return con.unregister(name)
+
     def cursor(self) -> "_Connection":
-        return _Connection(self._con.cursor(), self._on_write, self._path)
+        return _Connection(self._fresh().cursor(), self._on_write, self._path, self._store)
 
 
 class Store:
@@ -181,9 +217,9 @@ class Store:
         except BaseException:
             con.close()
             raise
-        self._root = _Connection(con, self._wrote, self.path)
-        self._dirty = False  # wrote since connecting: checkpoint before releasing
         self._epoch += 1
+        self._root = _Connection(con, self._wrote, self.path, self if self.shared else None)
+        self._dirty = False  # wrote since connecting: checkpoint before releasing
         self._root_thread = threading.get_ident()
 
     def _close_root(self, final: bool = False, quiet: bool = False) -> None:
@@ -284,8 +320,17 @@ class Store:
                 cur = root.cursor()
                 self._register_udfs(cur._con)  # the raw connection: registering is not a write
                 self._cursors.add(cur)
+            for name, obj in self._thread_views().items():  # views this thread registered before a release
+                cur._con.register(name, obj)
             local.cur, local.epoch = cur, self._epoch
         return cur
+
+    def _thread_views(self) -> dict:
+        """Views this thread registered and has not unregistered (shared stores re-register them)."""
+        views = getattr(self._local, "views", None)
+        if views is None:
+            views = self._local.views = {}
+        return views
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the store closes (caches over its data free themselves this way; the
