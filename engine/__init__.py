@@ -15,6 +15,7 @@ from .errors import (
     ValidationError,
     WorkspaceLocked,
 )
+from .errors import CheckpointError, WorkspaceFull
 
 # Imported on first use (PEP 562), so `import engine` and the `loupe` CLI start fast: name -> module.
 _LAZY = {
@@ -77,6 +78,7 @@ __all__ = [
     "connect", "Workspace", "Dataset", "Model", "ModelRun", "crops", "compare", "compare_runs",
     "explain", "launch_app", "Slice", "DSLError", "DSLSyntaxError", "DSLNameError", "DSLTypeError",
     "LoupeError", "ValidationError", "NotFoundError", "AlreadyExistsError", "WorkspaceLocked", "SchemaVersionError",
+    "WorkspaceFull", "CheckpointError",
     "DatasetItem", "Point", "Keypoint",
     "BoxAnnotation", "PolygonAnnotation", "SegmentationAnnotation", "CategoryAnnotation", "KeypointsAnnotation",
     "BoxPrediction", "PolygonPrediction", "SegmentationPrediction", "CategoryPrediction", "KeypointsPrediction",

@@ -44,16 +44,35 @@ class AlreadyExistsError(LoupeError):
 
 
 class WorkspaceLocked(LoupeError):
-    """Another process holds the write lock on the workspace file."""
+    """Another process holds the workspace file's lock (past the wait timeout, or it holds it for good)."""
 
-    def __init__(self, path: str, pid: int | None, detail: str = ""):
+    def __init__(self, path: str, pid: int | None, detail: str = "", waited: float | None = None):
         self.path = path
         self.pid = pid
+        self.waited = waited
         holder = f"process {pid}" if pid is not None else "another process"
-        super().__init__(
-            f"workspace {path} is locked by {holder}; close it there, or open it with read_only=True "
-            f"(CLI: --read-only) while that process only reads" + (f" ({detail})" if detail else "")
-        )
+        if waited is None:
+            hint = ("Loupe processes take turns on a shared workspace; that one holds it for good (opened with "
+                    "shared=False, or a DuckDB client other than Loupe): close it there")
+        else:
+            hint = (f"waited {waited:g} s; that process keeps it inside a long transaction (an import, a BEGIN "
+                    f"left open in a console) or holds it for good (shared=False, a DuckDB client other than "
+                    f"Loupe): finish or close it there, or wait longer (connect(..., timeout=S), "
+                    f"LOUPE_LOCK_TIMEOUT=S)")
+        super().__init__(f"workspace {path} is locked by {holder}; {hint}" + (f" ({detail})" if detail else ""))
+
+
+class WorkspaceFull(LoupeError):
+    """The disk holding the workspace is full: the operation wrote nothing."""
+
+    def __init__(self, path: str | None, detail: str):
+        self.path = path
+        super().__init__(f"workspace {path or ':memory:'}: the disk is full, nothing of this operation was "
+                         f"written; free space and retry ({detail})")
+
+
+class CheckpointError(LoupeError):
+    """Committed data could not be moved from FILE.wal into FILE (it is safe in FILE.wal)."""
 
 
 class SchemaVersionError(LoupeError):

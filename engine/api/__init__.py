@@ -2,5 +2,13 @@
 from .dataset import Dataset
 from .model import Model, ModelRun
 from .workspace import Workspace, connect
+from ..store.sharing import hold_methods
+
+hold_methods(Workspace, lambda ws: ws.store)  # each public call is one operation on a shared store
+for _cls in (Dataset, Model, ModelRun):
+    hold_methods(_cls)
+from ..curation.slices import Slice  # noqa: E402
+
+hold_methods(Slice, lambda s: s.dataset.ws.store)
 
 __all__ = ["Workspace", "Dataset", "Model", "ModelRun", "connect"]

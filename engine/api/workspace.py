@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -11,18 +12,25 @@ from ..errors import AlreadyExistsError, LoupeError, NotFoundError
 from engine.store.database import Store
 
 
-def connect(path: str | Path | None = None, read_only: bool = False) -> "Workspace":
+def connect(path: str | Path | None = None, read_only: bool = False, shared: bool = True,
+            timeout: float | None = None) -> "Workspace":
     """Open (or create) a workspace.
 
     Args:
         path: the DuckDB file; None keeps everything in memory.
-        read_only: open an existing file without the write lock (many such processes may share it).
+        read_only: open an existing file for reading only (refuses writes).
+        shared: take turns on the file with other processes (the App, a notebook, the CLI): the lock is
+            held only while an operation (or a ``with ws.hold():`` block) runs, released when idle or
+            when another process waits. ``False`` holds it until ``close()`` (a bit faster for bulk jobs;
+            every other process then waits, then fails).
+        timeout: seconds an operation waits for another process's lock before ``WorkspaceLocked``
+            (default 30, or ``LOUPE_LOCK_TIMEOUT``).
 
     Example:
         >>> ws = connect("loupe.duckdb")
         >>> ds = ws.create_dataset("pennfudan")
     """
-    return Workspace(Store(path, read_only=read_only))
+    return Workspace(Store(path, read_only=read_only, shared=shared, timeout=timeout))
 
 
 class Workspace:
@@ -34,6 +42,16 @@ class Workspace:
     # -- lifecycle ----------------------------------------------------------------------------
     def close(self) -> None:
         self.store.close()
+
+    def checkpoint(self) -> None:
+        """Move committed data from FILE.wal into FILE, so FILE alone is the whole workspace (before
+        copying it); raises CheckpointError (data safe in FILE.wal) when it cannot, e.g. disk full."""
+        self.store.checkpoint()
+
+    def hold(self):
+        """``with ws.hold():`` keeps the workspace's lock for a burst of operations (one connection for
+        all, no other process in between); other processes wait meanwhile. Each API call does this alone."""
+        return self.store.hold()
 
     def __enter__(self) -> "Workspace":
         return self
@@ -54,6 +72,8 @@ class Workspace:
         """
         import duckdb
 
+        if self.store.shared and _SESSION_STATE.search(query):
+            self.store.pin_session()  # a TEMP table / ATTACH lives on this connection: keep it until close()
         try:
             return self.store.arrow(query, params)
         except duckdb.Error as e:
@@ -234,6 +254,9 @@ class Workspace:
         from ..io.parquet import import_parquet
 
         return import_parquet(self, in_dir, dataset, **options)
+
+
+_SESSION_STATE = re.compile(r"\bCREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\b|^\s*ATTACH\b", re.I | re.M)
 
 
 def _may_write(store: Store, query: str) -> bool:

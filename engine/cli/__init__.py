@@ -21,7 +21,7 @@ def _load_commands() -> None:
 
     for optional in ("demo", "io_cmds", "eval_cmds", "query_cmds", "analysis_cmds", "predict_cmds",
                      "tutorial_cmds", "errors_cmds", "labeling_cmds", "similarity_cmds", "app_cmds",
-                     "report_cmds", "spark_cmds", "curation_cmds"):
+                     "report_cmds", "spark_cmds", "curation_cmds", "store_cmds"):
         try:
             importlib.import_module(f"{__name__}.{optional}")
         except ModuleNotFoundError as e:

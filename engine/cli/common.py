@@ -26,7 +26,7 @@ def format_option(f: Callable) -> Callable:
 
 
 def read_only_option(f: Callable) -> Callable:
-    return click.option("--read-only", is_flag=True, help="Open the workspace read-only (no write lock).")(f)
+    return click.option("--read-only", is_flag=True, help="Open the workspace read-only (refuse writes).")(f)
 
 
 def open_ws(db: str | None, read_only: bool = False, must_exist: bool = True):

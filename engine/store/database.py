@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import time
+import warnings
+import weakref
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -15,8 +18,9 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import duckdb
 import pyarrow as pa
 
-from ..errors import LoupeError, SchemaVersionError, WorkspaceLocked
+from ..errors import CheckpointError, LoupeError, SchemaVersionError, WorkspaceFull, WorkspaceLocked
 from ..similarity import schema as similarity_schema
+from .sharing import Gate
 
 SCHEMA_VERSION = 1
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
@@ -37,6 +41,13 @@ _READ_HEADS = frozenset({"select", "from", "explain", "describe", "show", "summa
 _HEAD = re.compile(r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*\(*\s*([A-Za-z]+)", re.S)
 _WRITE_WORD = re.compile(r"\b(insert|update|delete|merge|copy|create|drop|alter)\b", re.I)
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
+_NULL = contextlib.nullcontext()
+
+
+def disk_full(e: BaseException) -> bool:
+    """Whether a DuckDB error is the disk running out of space (ENOSPC while writing FILE or FILE.wal)."""
+    msg = str(e).lower()
+    return "no space left on device" in msg or "disk is full" in msg or "not enough space" in msg
 
 
 def may_write(sql: Any) -> bool:
@@ -128,12 +139,28 @@ class _Connection:
     _FINISH_FIRST = frozenset({"sql", "query", "register", "unregister", "from_arrow", "table", "view",
                                "begin", "commit", "rollback", "create_function", "remove_function"})
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any, bool], None] | None = None):
+    def __init__(self, con: duckdb.DuckDBPyConnection, on_write: Callable[[Any, bool], None] | None = None,
+                 path: str | None = None, store: "Store | None" = None):
         self._con = con
         self._on_write = on_write
+        self._path = path
+        self._store = store  # a shared store: follow its reconnects (see _fresh)
+        self._epoch = store._epoch if store is not None else 0
+
+    def _fresh(self) -> duckdb.DuckDBPyConnection:
+        """The live DuckDB connection: a shared store may have released ours between two statements
+        (caller code kept this object across an idle pause); then this thread's new one is used."""
+        store = self._store
+        if store is not None:
+            if self._epoch != store._epoch:
+                cur = store.con
+                self._con, self._epoch = cur._con, cur._epoch
+            elif store._gate is not None:
+                store._gate.last_used = time.monotonic()  # idle time counts from the last statement
+        return self._con
 
     def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._con, name)
+        attr = getattr(self._fresh(), name)
         if name in self._FINISH_FIRST and hasattr(self._con, "complete"):
             self._con.complete()
         return attr
@@ -141,11 +168,16 @@ class _Connection:
     def _run(self, method: str, query: Any, args: tuple, kwargs: dict) -> Any:
         """Run a statement; one that may write moves the generation before and after it runs (a reader
         taking a snapshot while it runs sees the generation move again once it is done)."""
+        con = self._fresh()
         if self._on_write is None or not may_write(query):
-            return getattr(self._con, method)(query, *args, **kwargs)
+            return getattr(con, method)(query, *args, **kwargs)
         self._on_write(query, False)
         try:
-            return getattr(self._con, method)(query, *args, **kwargs)
+            return getattr(con, method)(query, *args, **kwargs)
+        except duckdb.Error as e:
+            if disk_full(e):
+                raise WorkspaceFull(self._path, str(e).splitlines()[0]) from None
+            raise
         finally:
             self._on_write(query, True)
 
@@ -153,8 +185,9 @@ class _Connection:
         return self._run("execute", query, args, kwargs)
 
     def sql(self, query: Any, *args: Any, **kwargs: Any) -> Any:
-        if hasattr(self._con, "complete"):
-            self._con.complete()
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
         return self._run("sql", query, args, kwargs)
 
     query = sql
@@ -162,27 +195,84 @@ class _Connection:
     def executemany(self, query: Any, *args: Any, **kwargs: Any) -> duckdb.DuckDBPyConnection:
         return self._run("executemany", query, args, kwargs)
 
+    def register(self, name: str, obj: Any) -> Any:
+        """Register an Arrow table/relation as a view; a shared store registers it again on a new
+        connection (a release between register and use would drop it)."""
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
+        out = con.register(name, obj)
+        if self._store is not None:
+            self._store._thread_views()[name] = obj
+        return out
+
+    def unregister(self, name: str) -> Any:
+        con = self._fresh()
+        if hasattr(con, "complete"):
+            con.complete()
+        if self._store is not None:
+            self._store._thread_views().pop(name, None)
+        return con.unregister(name)
+
     def cursor(self) -> "_Connection":
-        return _Connection(self._con.cursor(), self._on_write)
+        return _Connection(self._fresh().cursor(), self._on_write, self._path, self._store)
 
 
 class Store:
     """A DuckDB connection with Loupe's schema, UDFs and transaction helpers.
 
     Threads: every thread gets its own cursor on the one database, so many threads may read while
-    one writes (DuckDB's MVCC); processes follow DuckDB's one-writer-or-many-readers file lock.
+    one writes (DuckDB's MVCC). Processes: DuckDB lets one process write a file (or many read it); a
+    *shared* file store (the default) holds its connection only while operations run and waits up to
+    ``timeout`` seconds for another process's lock (see ``sharing.py``); ``shared=False`` holds it
+    until ``close()``. In-memory stores are never shared.
     """
 
-    def __init__(self, path: str | Path | None = None, read_only: bool = False):
+    def __init__(self, path: str | Path | None = None, read_only: bool = False, shared: bool | None = None,
+                 timeout: float | None = None, idle: float | None = None):
         self.path = None if path is None else str(path)
         self.read_only = read_only
-        target = ":memory:" if path is None else str(path)
-        if read_only and path is not None and not Path(target).exists():
-            raise LoupeError(f"workspace {target} does not exist (read-only open cannot create it)")
+        self._target = ":memory:" if path is None else str(path)
+        if read_only and path is not None and not Path(self._target).exists():
+            raise LoupeError(f"workspace {self._target} does not exist (read-only open cannot create it)")
         if path is not None:
-            check_header(target, read_only)
+            check_header(self._target, read_only)  # refuse a non-DuckDB file before DuckDB opens it
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
+        self._generation = 0  # bumped by every write statement and every commit; caches key on it
+        self._close_callbacks: list[Callable[[], None]] = []
+        self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
+        self._open_transactions = 0  # the store's own transactions in progress (any thread)
+        self._root: _Connection | None = None
+        self._cursors: weakref.WeakSet[_Connection] = weakref.WeakSet()  # live threads' cursors (closed at release)
+        self._epoch = 0  # moves at every (re)connect: cursors of an older epoch are closed
+        self._root_thread = 0
+        self._dirty = False
+        self.session_pinned = False  # see pin_session()
+        self.checkpoint_warning: str | None = None  # the last failed checkpoint at a release, if any
+        self.shared = path is not None and (True if shared is None else bool(shared))
+        self._gate = Gate(self._target, self._open_root, self._close_root, self._pinned, self._foreign_write,
+                          timeout=timeout, idle=idle, exclusive=not read_only) if self.shared else None
         try:
-            self._con = _Connection(duckdb.connect(target, read_only=read_only), self._wrote)
+            with self.hold():
+                if self._gate is None:
+                    self._open_root()
+                try:
+                    self._ensure_schema()
+                except duckdb.Error as e:  # e.g. a truncated file: its header reads, its tables do not
+                    raise LoupeError(f"cannot open workspace {self._target}: damaged or truncated file ({e})") from None
+                similarity_schema.ensure(self)  # embedding tables (engine/similarity), added to older workspaces too
+        except BaseException:  # a refused open leaves no connection (the file must not stay locked)
+            with contextlib.suppress(Exception):
+                self._gate.close() if self._gate is not None else self._close_root(False, quiet=True)
+            raise
+
+    # -- connection -------------------------------------------------------------------------
+    def _open_root(self) -> None:
+        target = self._target
+        try:
+            con = duckdb.connect(target, read_only=self.read_only)
         except duckdb.IOException as e:
             msg = str(e)
             if "lock" in msg.lower():
@@ -191,26 +281,77 @@ class Store:
             raise LoupeError(f"cannot open workspace {target}: {msg}") from None
         except duckdb.Error as e:
             raise LoupeError(f"cannot open workspace {target}: {e}") from None
-        self._local = threading.local()
-        self._write_lock = threading.RLock()
-        self.derived_stale = False  # raw SQL wrote and the derived tables could not be rebuilt: do not trust them
-        self.generation = 0  # bumped by every write statement and every commit; caches key on it
-        self._close_callbacks: list[Callable[[], None]] = []
-        self.sql_transactions = 0  # transactions opened with SQL (BEGIN through ws.sql / the console) still open
-        self._open_transactions = 0  # the store's own transactions in progress (any thread)
-        self._local.cur = self._con
         try:
-            self._ensure_schema()
-        except duckdb.Error as e:  # e.g. a truncated file: its header reads, its tables do not
-            with contextlib.suppress(Exception):
-                self._con.close()
-            raise LoupeError(f"cannot open workspace {target}: damaged or truncated file ({e})") from None
-        similarity_schema.ensure(self)  # embedding tables (engine/similarity), added to older workspaces too
-        self._register_udfs(self._con)
+            self._register_udfs(con)
+        except BaseException:
+            con.close()
+            raise
+        self._epoch += 1
+        self._root = _Connection(con, self._wrote, self.path, self if self.shared else None)
+        self._dirty = False  # wrote since connecting: checkpoint before releasing
+        self._root_thread = threading.get_ident()
 
-    # -- connection -------------------------------------------------------------------------
+    def _close_root(self, final: bool = False, quiet: bool = False) -> None:
+        """Checkpoint (FILE.wal into FILE) and close every connection; a failed checkpoint is loud:
+        raised at ``close()`` (``final``), warned at a release between operations."""
+        root, self._root = self._root, None
+        cursors, self._cursors = list(self._cursors), weakref.WeakSet()
+        self._epoch += 1
+        if root is None:
+            return
+        err = None
+        if self.path is not None and not self.read_only and not quiet and (final or self._dirty):
+            try:
+                root._con.execute("CHECKPOINT")
+            except duckdb.Error as e:
+                err = e
+        for c in cursors + [root]:
+            with contextlib.suppress(Exception):
+                c._con.close()
+        if err is not None and (disk_full(err) or isinstance(err, (duckdb.IOException, duckdb.FatalException))):
+            msg = checkpoint_message(self.path, err)
+            if final:
+                raise CheckpointError(msg)
+            self.checkpoint_warning = msg
+            warnings.warn(msg, RuntimeWarning, stacklevel=2)
+
+    def _pinned(self) -> bool:
+        return self.sql_transactions > 0 or self._open_transactions > 0 or self.session_pinned
+
+    def pin_session(self) -> None:
+        """Keep the connection until close(): SQL made session state (a TEMP table, an ATTACH) that a
+        release would drop. Other processes then wait for this one's close (and time out meanwhile)."""
+        self.session_pinned = True
+
+    def _foreign_write(self) -> None:
+        self._generation += 1  # another process wrote while we held no connection: drop every cache
+
+    def hold(self) -> contextlib.AbstractContextManager:
+        """Hold the connection for a block of operations (a shared store keeps it until the block ends;
+        every API method does this for its own call). A no-op for in-memory and unshared stores."""
+        return self._gate.hold() if self._gate is not None else _NULL
+
+    @property
+    def generation(self) -> int:
+        """The data version caches key on: moved by every write of this process and, for a shared store,
+        when another process wrote the file while we held no connection."""
+        gate = self._gate
+        if gate is not None and not gate.connected:
+            gate.check_foreign()
+        return self._generation
+
+    @generation.setter
+    def generation(self, value: int) -> None:
+        self._generation = value
+
+    @property
+    def sharing_stats(self) -> dict:
+        """Connects, releases, yields to other processes and lock waits (shared stores; else empty)."""
+        return dict(self._gate.stats) if self._gate is not None else {}
+
     def _wrote(self, sql: Any, done: bool) -> None:
-        self.generation += 1
+        self._generation += 1
+        self._dirty = True
         if done:
             return
         m = _HEAD.match(sql) if isinstance(sql, str) else None
@@ -227,14 +368,38 @@ class Store:
         return self.sql_transactions == 0 and self._open_transactions == 0
 
     @property
+    def _con(self) -> "_Connection":
+        """The root connection (opened on demand for a shared store)."""
+        if self._gate is not None:
+            self._gate.ensure()
+        if self._root is None:
+            raise LoupeError(f"workspace {self._target} is closed")
+        return self._root
+
+    @property
     def con(self) -> "_Connection":
         """This thread's cursor on the workspace database."""
-        cur = getattr(self._local, "cur", None)
-        if cur is None:
-            cur = self._con.cursor()
-            self._register_udfs(cur)
-            self._local.cur = cur
+        root = self._con
+        local = self._local
+        cur = getattr(local, "cur", None)
+        if cur is None or getattr(local, "epoch", None) != self._epoch:
+            if threading.get_ident() == self._root_thread:
+                cur = root
+            else:
+                cur = root.cursor()
+                self._register_udfs(cur._con)  # the raw connection: registering is not a write
+                self._cursors.add(cur)
+            for name, obj in self._thread_views().items():  # views this thread registered before a release
+                cur._con.register(name, obj)
+            local.cur, local.epoch = cur, self._epoch
         return cur
+
+    def _thread_views(self) -> dict:
+        """Views this thread registered and has not unregistered (shared stores re-register them)."""
+        views = getattr(self._local, "views", None)
+        if views is None:
+            views = self._local.views = {}
+        return views
 
     def on_close(self, callback: Callable[[], None]) -> None:
         """Call ``callback`` when the store closes (caches over its data free themselves this way; the
@@ -242,16 +407,32 @@ class Store:
         self._close_callbacks.append(callback)
 
     def close(self) -> None:
+        """Checkpoint and close; raises CheckpointError when the checkpoint fails (the data is then safe
+        in FILE.wal: keep FILE and FILE.wal together)."""
         callbacks, self._close_callbacks = self._close_callbacks, []
         for callback in callbacks:
             with contextlib.suppress(Exception):
                 callback()
-        with contextlib.suppress(Exception):
-            self._con.close()
+        if self._gate is not None:
+            self._gate.close()
+        else:
+            self._close_root(final=True)
+
+    def checkpoint(self) -> None:
+        """Move committed data from FILE.wal into FILE now (FILE alone is then the whole workspace)."""
+        if self.path is None:
+            return
+        if self.read_only:
+            raise LoupeError(f"workspace {self.path} is open read-only; a checkpoint writes")
+        with self.hold():
+            try:
+                self._con._con.execute("CHECKPOINT")
+            except duckdb.Error as e:
+                raise CheckpointError(checkpoint_message(self.path, e)) from None
 
     # -- schema -----------------------------------------------------------------------------
     def _ensure_schema(self) -> None:
-        con = self._con
+        con = self.con
         has_meta = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'loupe_meta'"
         ).fetchone()[0]
@@ -287,6 +468,7 @@ class Store:
     def _register_udfs(con: duckdb.DuckDBPyConnection) -> None:
         from .udf_registry import register
 
+        con.execute("SET enable_progress_bar = false")  # DuckDB would draw it on our stdout (CLI output)
         register(con)
 
     # -- transactions -----------------------------------------------------------------------
@@ -295,8 +477,8 @@ class Store:
         """All-or-nothing block: commits on success, rolls back on any exception."""
         if self.read_only:
             raise LoupeError("workspace is open read-only; this operation writes")
-        con = self.con
-        with self._write_lock:  # one writer per process: key assignment is max+1
+        with self.hold(), self._write_lock:  # one writer per process: key assignment is max+1
+            con = self.con
             if getattr(self._local, "in_tx", False):  # nested: join the outer transaction
                 yield con
                 return
@@ -304,6 +486,7 @@ class Store:
                 raise LoupeError("a transaction opened with SQL (BEGIN) is still open on this workspace; "
                                  "COMMIT or ROLLBACK it before this operation")
             con._con.execute("BEGIN TRANSACTION")  # not seen as a user's BEGIN
+            self._dirty = True
             self._local.in_tx = True
             self._open_transactions += 1
             try:
@@ -319,7 +502,15 @@ class Store:
             finally:
                 self._local.in_tx = False
                 self._open_transactions -= 1
-            con._con.execute("COMMIT")
+            try:
+                con._con.execute("COMMIT")
+            except duckdb.Error as e:
+                with contextlib.suppress(Exception):
+                    con._con.execute("ROLLBACK")
+                self.generation += 1
+                if disk_full(e):
+                    raise WorkspaceFull(self.path, str(e).splitlines()[0]) from None
+                raise
             self.generation += 1
 
     def in_sql_transaction(self) -> bool:
@@ -364,13 +555,23 @@ class Store:
     # -- queries ----------------------------------------------------------------------------
     def arrow(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> pa.Table:
         """Run a query and return the result as a pyarrow Table."""
-        con = self.con
-        rel = con.sql(query, params=params) if params is not None else con.sql(query)
-        return to_arrow(rel)
+        with self.hold():
+            con = self.con
+            rel = con.sql(query, params=params) if params is not None else con.sql(query)
+            return to_arrow(rel)
 
     def scalar(self, query: str, params: Sequence[Any] | Mapping[str, Any] | None = None) -> Any:
-        row = self.con.execute(query, params).fetchone() if params is not None else self.con.execute(query).fetchone()
-        return None if row is None else row[0]
+        with self.hold():
+            con = self.con
+            row = con.execute(query, params).fetchone() if params is not None else con.execute(query).fetchone()
+            return None if row is None else row[0]
+
+
+def checkpoint_message(path: str | None, err: BaseException) -> str:
+    full = " (the disk is full)" if disk_full(err) else ""
+    return (f"workspace {path}: checkpoint failed{full}: {str(err).splitlines()[0]}; committed data is safe in "
+            f"{path}.wal: keep {path} and {path}.wal together (copy both) until `loupe checkpoint --db {path}` "
+            f"succeeds")
 
 
 def to_arrow(rel: "duckdb.DuckDBPyRelation | None") -> pa.Table:

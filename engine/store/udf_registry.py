@@ -1,6 +1,7 @@
 """Registers Loupe's SQL functions (macros from ``udfs/*.sql``, Python UDFs) on a connection."""
 from __future__ import annotations
 
+import functools
 import re
 from importlib import resources
 
@@ -21,12 +22,17 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     Macros are created TEMP: they then live in the connection's temp catalog, which also works on a
     workspace opened read-only, and never end up stored in (or required by) the workspace file.
     """
+    con.execute(_macro_script())  # one call: a shared workspace registers them at every (re)connect
+    register_python(con)
+
+
+@functools.lru_cache(maxsize=1)
+def _macro_script() -> str:
+    """Every macro's CREATE statement, read and rewritten once per process."""
     from engine.store.database import _read_sql, _sql_statements
 
-    for name in _macro_files():
-        for stmt in _sql_statements(_read_sql("udfs", name)):
-            con.execute(_CREATE_MACRO.sub("CREATE OR REPLACE TEMP MACRO", stmt, count=1))
-    register_python(con)
+    return ";\n".join(_CREATE_MACRO.sub("CREATE OR REPLACE TEMP MACRO", stmt, count=1)
+                       for name in _macro_files() for stmt in _sql_statements(_read_sql("udfs", name)))
 
 
 def _flat(arr) -> tuple:

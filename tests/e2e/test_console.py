@@ -197,3 +197,31 @@ def test_loupe_query_errors_are_one_clear_message(db):
     assert "^" in r.stderr and "Traceback" not in r.stderr
     r = loupe("query", "--db", db, "--dataset", "street", "annotations.count >")
     assert r.returncode == 1 and "expected one of" in r.stderr
+
+
+def test_open_console_shares_the_workspace_with_other_processes(tmp_path):
+    """Issue 11 point 3: a console left open does not lock others out, and sees what they wrote."""
+    path = tmp_path / "shared.duckdb"
+    with engine.connect(path) as ws:
+        ws.create_dataset("d")
+    console = subprocess.Popen([sys.executable, "-m", "engine", "sql", "--db", str(path), "--format", "csv"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=REPO)
+    try:
+        console.stdin.write("INSERT INTO loupe_meta VALUES ('console', 'here');\n")
+        console.stdin.flush()
+        ws = engine.connect(path, timeout=60)  # opens (waiting if need be) while the console is open
+        deadline = time.monotonic() + 120
+        while not ws.sql("SELECT * FROM loupe_meta WHERE key = 'console'").num_rows:
+            assert time.monotonic() < deadline, "the console's statement never arrived"
+            time.sleep(0.05)
+        ws.get_dataset("d").append([engine.DatasetItem(f"/i/{k}.png", f"i{k}", width=4, height=4) for k in range(7)],
+                                   check_images=False)
+        ws.close()
+        out, err = console.communicate("SELECT count(*) AS n FROM items;\n.quit\n", timeout=120)
+    finally:
+        if console.poll() is None:
+            console.kill()
+    assert console.returncode == 0, err
+    assert "error" not in err
+    assert out.strip().splitlines()[-2:] == ["n", "7"]

@@ -52,10 +52,11 @@ def test_foreign_duckdb_file_is_refused(tmp_path):
         engine.connect(db)
 
 
-def _hold_lock_script(db, read_only=False) -> str:
+def _hold_lock_script(db, read_only=False, shared=True) -> str:
     return textwrap.dedent(f"""
         import sys, time, engine
-        ws = engine.connect({str(db)!r}, read_only={read_only})
+        ws = engine.connect({str(db)!r}, read_only={read_only}, shared={shared})
+        ws.list_datasets()
         print("ready", flush=True)
         sys.stdin.readline()
     """)
@@ -64,16 +65,46 @@ def _hold_lock_script(db, read_only=False) -> str:
 def test_locked_file_names_holder_pid(tmp_path):
     db = tmp_path / "w.duckdb"
     engine.connect(db).close()
-    holder = subprocess.Popen([sys.executable, "-c", _hold_lock_script(db)], stdin=subprocess.PIPE,
+    holder = subprocess.Popen([sys.executable, "-c", _hold_lock_script(db, shared=False)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(WorkspaceLocked) as err:
-            engine.connect(db)
+            engine.connect(db, timeout=0.3)
         assert err.value.pid == holder.pid
         assert str(holder.pid) in str(err.value)
+        assert "waited 0.3 s" in str(err.value) and "--read-only" not in str(err.value)
     finally:
         holder.communicate("\n", timeout=30)
+
+
+def _refuse_then_probe(db, make_bad, shared):
+    make_bad()
+    with pytest.raises(LoupeError):
+        engine.connect(db, shared=shared)
+    probe = textwrap.dedent(f"""
+        import duckdb
+        duckdb.connect({str(db)!r}).close()  # no waiting: fails at once if the file is still locked
+        print("opened")
+    """)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "opened", out.stderr
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_refused_open_leaves_file_unlocked(tmp_path, shared):
+    """Issue 13 B1: a refused open closes its connection on every path; another process opens at once."""
+    db = tmp_path / "w.duckdb"
+    engine.connect(db).close()
+
+    def newer():
+        con = duckdb.connect(str(db))
+        con.execute("UPDATE loupe_meta SET value = '999' WHERE key = 'schema_version'")
+        con.close()
+
+    _refuse_then_probe(db, newer, shared)
+    foreign = tmp_path / "foreign.duckdb"
+    _refuse_then_probe(foreign, lambda: duckdb.connect(str(foreign)).execute("CREATE TABLE t(a INT)").close(), shared)
 
 
 def test_many_read_only_processes(tmp_path):
