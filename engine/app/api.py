@@ -20,7 +20,7 @@ from typing import Any, Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import LoupeError, NotFoundError
+from ..errors import LoupeError, NotFoundError, WorkspaceLocked
 from queries import DSLError
 from queries.fields import ANNOTATION_AGGREGATES, ITEM_COLUMNS, OBJECT_FIELDS, PREDICTION_AGGREGATES
 
@@ -157,9 +157,12 @@ class AppAPI:
         fn: Callable[[dict], dict] = getattr(self, "api_" + name)
         with self.lock:
             try:
-                return _clean(fn(params))
+                with self.ws.store.hold():  # one turn on a shared workspace's lock per request
+                    return _clean(fn(params))
             except ApiError:
                 raise
+            except WorkspaceLocked as e:  # another process kept the file past the wait: try again later
+                raise ApiError(503, str(e)) from None
             except DSLError as e:
                 raise ApiError(400, e.message, kind=e.kind, line=e.line, column=e.column, length=e.length,
                                text=e.text, detail=str(e),

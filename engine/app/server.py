@@ -102,7 +102,7 @@ class App:
         return self._ds_ids[name]
 
     def image_location(self, dataset: str, ref: str) -> str | None:
-        with self.api.lock:
+        with self.api.lock, self.ws.store.hold():
             ds_id = self.dataset_id(dataset)
             row = self.ws.store.con.execute(
                 "SELECT image_location FROM items WHERE dataset_id = ? AND reference_id = ?", [ds_id, ref]).fetchone()
