@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -156,13 +156,33 @@ def category_order(store: Store, dataset_id: int, labels: set[str]) -> list[str]
     from COCO), then the others by name."""
     raw = store.scalar("SELECT (metadata -> '$.coco.categories')::VARCHAR FROM datasets WHERE dataset_id = ?",
                        [dataset_id])
+    try:
+        cats = json.loads(raw) if raw else None
+    except ValueError:
+        cats = None
+    return order_categories(labels, cats)
+
+
+def order_categories(labels: Iterable[str], coco_categories: Any) -> list[str]:
+    """The category-order rule alone (also used by the Spark commit): labels with a COCO category id (from
+    the dataset's ``coco.categories`` metadata) by id, then the others by name."""
     ids: dict[str, int] = {}
     try:
-        for c in json.loads(raw) if raw else []:
+        for c in coco_categories or []:
             ids.setdefault(str(c["name"]).strip(), int(c["id"]))
     except (TypeError, KeyError, ValueError):  # metadata edited by hand: fall back to names
         ids = {}
     return sorted(labels, key=lambda lab: (0, ids[lab], lab) if lab in ids else (1, 0, lab))
+
+
+def _label_index(lab: np.ndarray, lab_idx: dict[str, int]) -> np.ndarray:
+    """Category index of each label (vectorized through Arrow's hash lookup)."""
+    if len(lab) == 0:
+        return np.zeros(0, np.int64)
+    keys = list(lab_idx)
+    pos = pc.index_in(pa.array(lab, pa.string()), value_set=pa.array(keys, pa.string()))
+    codes = np.asarray([lab_idx[k] for k in keys], dtype=np.int64)
+    return codes[np.asarray(pos, dtype=np.int64)]
 
 
 def _np(col: pa.ChunkedArray, dtype: type = np.float64) -> np.ndarray:

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from ..errors import LoupeError
 from ..runs.commit import MAX_DETS
+from ..runs.inputs import order_categories
 from ..runs.evaluate import IOU_TYPES, stats_dict
 from ..runs.inputs import GEOMETRY_KINDS
 from . import kernel, reduce
@@ -142,7 +143,7 @@ def spark_commit(tables_dir: str | Path, run: str, out_dir: str | Path, spark: A
     g_rows, d_rows, pairs = _input_rows(spark, src, run_id, dataset_id, label_version, iou_type)
     per_label = (g_rows.select("label", F.lit(0).alias("dt")).unionByName(d_rows.select("label", F.lit(1).alias("dt")))
                  .groupBy("label").agg(F.sum("dt").alias("n_dt")).collect())  # one job: labels and detections
-    labels = sorted(r["label"] for r in per_label)
+    labels = order_categories((r["label"] for r in per_label), src.coco_categories(dataset_id))  # as the local commit
     if not labels:
         raise LoupeError(f"run '{run}' and its dataset have no boxes or masks to match")
     n_dt = sum(int(r["n_dt"]) for r in per_label)

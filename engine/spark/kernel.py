@@ -47,7 +47,7 @@ OUTPUT_SCHEMA = pa.schema([
 MATCHES_COLUMNS = OUTPUT_SCHEMA.names[:12]
 
 
-def _side(t: pa.Table, images: np.ndarray, lab_idx: dict[str, int], is_gt: bool) -> Side:
+def _side(t: pa.Table, images: np.ndarray, lab_idx: dict[str, int], rank_idx: dict[str, int], is_gt: bool) -> Side:
     def f(c: str) -> np.ndarray:
         return np.asarray(t.column(c).to_numpy(zero_copy_only=False), np.float64)
 
@@ -63,7 +63,7 @@ def _side(t: pa.Table, images: np.ndarray, lab_idx: dict[str, int], is_gt: bool)
                 x=f("x"), y=f("y"), w=f("w"), h=f("h"), area=area,
                 crowd=np.asarray(t.column("crowd").fill_null(False).to_numpy(zero_copy_only=False), bool)
                 if is_gt else np.zeros(n, bool),
-                score=f("score") if not is_gt else np.full(n, np.nan))
+                score=f("score") if not is_gt else np.full(n, np.nan), cat_rank=_label_index(lab, rank_idx))
 
 
 def _positions(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -97,9 +97,11 @@ def commit_partition(t: pa.Table, labels: list[str], thr: float, iou_type: str, 
     lab_idx = {lab: 0 for lab in labels} if class_agnostic else {lab: i for i, lab in enumerate(labels)}
     cats = ["*"] if class_agnostic else list(labels)
     images = np.unique(np.r_[g_t.column("item_id").to_numpy(), d_t.column("item_id").to_numpy()]).astype(np.int64)
-    g, d = _side(g_t, images, lab_idx, True), _side(d_t, images, lab_idx, False)
+    rank_idx = {lab: i for i, lab in enumerate(labels)}  # labels come in the local commit's category order
+    g, d = _side(g_t, images, lab_idx, rank_idx, True), _side(d_t, images, lab_idx, rank_idx, False)
     id_nz = np.asarray(g_t.column("id_nonzero").to_numpy(zero_copy_only=False), np.int64)
-    inp = EvalInputs(labels=cats, n_images=len(images), gt=g, dt=d, gt_ann_id0=id_nz)
+    inp = EvalInputs(labels=cats, n_images=len(images), gt=g, dt=d, gt_ann_id0=id_nz, categories=list(labels),
+                     class_agnostic=class_agnostic)
 
     # candidate pairs of any label (the commit needs them for best IoU and error types)
     di = _positions(d.key, p_t.column("key").to_numpy().astype(np.int64)) if len(d) else np.zeros(0, np.int64)

@@ -53,6 +53,19 @@ class TablesDir:
                 return int(r["label_version"])
         raise NotFoundError(f"no dataset {dataset_id} in {self.root}")
 
+    def coco_categories(self, dataset_id: int) -> Any:
+        """The dataset's ``coco.categories`` metadata (the category order of a COCO import), or None."""
+        import json
+
+        for r in pq.read_table(self.root / "datasets.parquet").to_pylist():
+            if int(r["dataset_id"]) == dataset_id:
+                try:
+                    meta = json.loads(r["metadata"]) if isinstance(r.get("metadata"), str) else r.get("metadata")
+                except ValueError:
+                    return None
+                return (meta or {}).get("coco", {}).get("categories") if isinstance(meta, dict) else None
+        return None
+
     def read(self, spark: Any, table: str, column: str | None = None, value: int | None = None) -> Any:
         """A Spark DataFrame of a table, or of one partition of it (empty when that partition has no rows)."""
         if column is None:

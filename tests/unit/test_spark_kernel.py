@@ -42,7 +42,9 @@ def kernel_rows(ws, run, iou_type: str) -> tuple[pa.Table, list[str]]:
     pairs = pa.table({f.name: p.column(f.name) if f.name in p.column_names else pa.nulls(p.num_rows, f.type)
                       for f in kernel.INPUT_SCHEMA})
     rows = pa.concat_tables([g.cast(kernel.INPUT_SCHEMA), d.cast(kernel.INPUT_SCHEMA), pairs.cast(kernel.INPUT_SCHEMA)])
-    labels = sorted(set(g.column("label").to_pylist()) | set(d.column("label").to_pylist()))
+    from engine.runs.inputs import category_order  # the order the Spark commit takes from the export too
+
+    labels = category_order(s, run.dataset_id, set(g.column("label").to_pylist()) | set(d.column("label").to_pylist()))
     return rows, labels
 
 
