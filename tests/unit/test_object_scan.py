@@ -30,10 +30,16 @@ FAST, SQL = "fast", "sql"
 
 # -- the world ------------------------------------------------------------------------------------------
 
-W = build(seed=5, n_items=60)
-W.ds.create_slice("test", reference_ids=[it["reference_id"] for it in W.items[::3]])  # item slice
-W.ds.create_slice("busy", query="annotations.count >= 4")  # dynamic item slice
-W.ds.create_slice("fps", query='status = "fp" AND confidence > 0.3', run="r1", objects=True)  # object slice
+def make_world():
+    """The corpus' world (also built by tests/unit/test_spark_dsl.py, which outlives this module's copy)."""
+    w = build(seed=5, n_items=60)
+    w.ds.create_slice("test", reference_ids=[it["reference_id"] for it in w.items[::3]])  # item slice
+    w.ds.create_slice("busy", query="annotations.count >= 4")  # dynamic item slice
+    w.ds.create_slice("fps", query='status = "fp" AND confidence > 0.3', run="r1", objects=True)  # object slice
+    return w
+
+
+W = make_world()
 ALL_LABELS = LABELS + ["night"]  # "night": the category annotations
 GT_ID = W.gt[3]["annotation_id"]
 PRED_ID = W.preds[5]["annotation_id"]

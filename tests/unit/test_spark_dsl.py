@@ -97,8 +97,10 @@ def scan_world(spark, tmp_path_factory):  # noqa: F811
     import test_object_scan as t
 
     out = tmp_path_factory.mktemp("scan_tables")
-    export_tables(t.W.ws, out)
-    return t.W, SparkQueries(spark, out, cache=True)
+    world = t.make_world()  # its own: test_object_scan closes its world when that module ends
+    export_tables(world.ws, out)
+    yield world, SparkQueries(spark, out, cache=True)
+    world.ws.close()
 
 
 def _rows(t: pa.Table, names: list[str]) -> list[tuple]:

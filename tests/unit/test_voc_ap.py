@@ -94,8 +94,8 @@ def test_difficult_gt_is_neither_tp_nor_counted(tmp_path):
     run = ws.get_run("r")
     from engine.runs.voc import voc_run
 
-    _, res = voc_run(ws.store, run.dataset_id, run.id, 0.3, plus_one=True)
-    k = 1  # labels sorted: dog, person
+    inp, res = voc_run(ws.store, run.dataset_id, run.id, 0.3, plus_one=True)
+    k = inp.labels.index("person")  # labels in COCO category-id order
     assert res.n_pos[k] == 13
     base_gt = [(g[0], g[1:]) for g in GT]
     want = _reference(base_gt, [(d[0], d[1], d[2:]) for d in DT], [i in (0, 3) for i in range(len(GT))], 0.3, True)
