@@ -147,10 +147,15 @@ def commit(db: str, run_name: str, iou_threshold: float, iou_type: str, class_ag
     with open_ws(db) as ws:
         r = ws.get_run(run_name).commit(iou_threshold=iou_threshold, iou_type=iou_type, class_agnostic=class_agnostic,
                                         method=method, label_version=label_version, **kw)
+    print_commit(r, f"committed {run_name}", iou_threshold, fmt)
+
+
+def print_commit(r: dict, what: str, iou_threshold: float, fmt: str) -> None:
+    """A commit summary: JSON, or the counts line and the 12 stats (shared with ``loupe spark commit``)."""
     if fmt == "json":
         click.echo(json.dumps(r))
         return
-    click.echo(f"committed {run_name}: {r['predictions']} predictions, {r['ground_truth']} GT objects "
+    click.echo(f"{what}: {r['predictions']} predictions, {r['ground_truth']} GT objects "
                f"→ TP {r['tp']}, FP {r['fp']}, FN {r['fn']}, ignored {r['ignored']} at IoU {iou_threshold}")
     click.echo(render(pa.table({"metric": list(r["stats"]), "value": list(r["stats"].values())}), fmt))
 

@@ -8,7 +8,7 @@ import click
 
 from . import cli
 from .common import db_option, format_option, handle_errors, open_ws
-from .eval_cmds import IOU_TYPE, _json_report
+from .eval_cmds import IOU_TYPE, _json_report, print_commit
 from .output import render
 
 MASTER = click.option("--master", default=None, help="Spark master URL (default: a local[2] session).")
@@ -71,20 +71,13 @@ def spark_commit_cmd(tables: str, run_name: str, out: str, iou_threshold: float,
                      class_agnostic: bool, label_version: int | None, partitions: int | None,
                      master: str | None, fmt: str) -> None:
     """Commit a run of a `loupe export parquet --tables` folder on Spark (import it back with `spark import`)."""
-    import pyarrow as pa
-
     from ..spark import get_session
     from ..spark.commit import spark_commit
 
     r = spark_commit(tables, run_name, out, spark=get_session(master=master), iou_threshold=iou_threshold,
                      iou_type=iou_type, class_agnostic=class_agnostic, label_version=label_version,
                      partitions=partitions)
-    if fmt == "json":
-        click.echo(json.dumps(r))
-        return
-    click.echo(f"committed {run_name} on Spark: {r['predictions']} predictions, {r['ground_truth']} GT objects "
-               f"→ TP {r['tp']}, FP {r['fp']}, FN {r['fn']}, ignored {r['ignored']} at IoU {iou_threshold}")
-    click.echo(render(pa.table({"metric": list(r["stats"]), "value": list(r["stats"].values())}), fmt))
+    print_commit(r, f"committed {run_name} on Spark", iou_threshold, fmt)
 
 
 @spark_group.command("import")

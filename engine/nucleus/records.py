@@ -33,10 +33,7 @@ class DatasetItem:
                               metadata=self.metadata, width=self.width, height=self.height)
 
 
-@dataclass
-class Point:
-    x: float
-    y: float
+Point = lr.Point  # the same (x, y) point as Loupe's own records
 
 
 @dataclass
