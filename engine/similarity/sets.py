@@ -131,6 +131,9 @@ def delete_set(ds: "Dataset", name: str) -> None:
         _delete_rows(con, info)
         con.execute("DELETE FROM embedding_maps WHERE set_id = $s", {"s": info.set_id})
         con.execute("DELETE FROM embedding_sets WHERE set_id = $s", {"s": info.set_id})
+    from .hnsw import remove_files
+
+    remove_files(ds.ws.store.path, info.set_id)
 
 
 def delete_dataset_sets(store: Any, dataset_id: int) -> None:
@@ -143,6 +146,9 @@ def delete_dataset_sets(store: Any, dataset_id: int) -> None:
         info = SetInfo(*row)
         _delete_rows(con, info)
         con.execute("DELETE FROM embedding_maps WHERE set_id = $s", {"s": info.set_id})
+        from .hnsw import remove_files
+
+        remove_files(store.path, info.set_id)
     con.execute("DELETE FROM embedding_sets WHERE dataset_id = $ds", {"ds": dataset_id})
 
 

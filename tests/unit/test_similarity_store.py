@@ -191,6 +191,21 @@ def test_hnsw_recall_on_clustered_vectors(tmp_path):
         assert len(set(exact) & set(approx)) >= 8
         filtered = ds.similar(refs[5], k=5, embeddings="v", method="hnsw", where='reference_id LIKE "i1%"')
         assert all(r.startswith("i1") for r in filtered.column("reference_id").to_pylist())
+        # the quantised graph's candidates are re-ranked: scores are the exact cosines
+        got = ds.similar(vecs[7], k=10, embeddings="v", method="hnsw")
+        unit = vecs / np.linalg.norm(vecs, axis=1, keepdims=True)
+        rows = [int(r[1:]) for r in got.column("reference_id").to_pylist()]
+        np.testing.assert_allclose(got.column("score").to_numpy(), unit[rows] @ unit[7], rtol=1e-5)
+        assert list(got.column("score").to_numpy()) == sorted(got.column("score").to_numpy(), reverse=True)
+        # one index file per set: a rebuild replaces the old file, deleting the set removes it
+        folder = tmp_path / "h.loupe.indexes"
+        first = sorted(p.name for p in folder.iterdir())
+        assert len(first) == 2 and "-i8" in first[0]
+        assert ds.similarity_index("v", dtype="f16", rebuild=True)["dtype"] == "f16"
+        second = sorted(p.name for p in folder.iterdir())
+        assert len(second) == 2 and all("-f16" in n for n in second)
+        ds.delete_embeddings("v")
+        assert not folder.exists()
 
 
 def test_read_only_workspace_without_tables_lists_nothing(tmp_path):
