@@ -2,8 +2,8 @@
 
 FiftyOne (``compute_uniqueness``): Euclidean distances between the raw embeddings, the K = 3 nearest other
 rows, weighted mean ``(0.6 d1 + 0.3 d2 + 0.1 d3) / 3``, divided by the largest value so the most unique row
-is 1; with 3 rows or fewer every row gets 1. Exact k-NN by blocks (O(N^2 d): ~minutes at 100k x 512 on 2
-cores); vectors are read raw from the table (search keeps only unit vectors).
+is 1; with 3 rows or fewer every row gets 1. Exact k-NN by blocks of at most 2^25 distances (O(N^2 d):
+~minutes at 100k x 512 on 2 cores; memory bounded at any N); vectors are read raw from the table (search keeps only unit vectors).
 """
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 K = 3
 WEIGHTS = np.array([0.6, 0.3, 0.1])
 BLOCK = 1024
+BLOCK_CELLS = 1 << 25  # distances held at once (256 MB of float64): 1M rows -> blocks of 32
+
+
+def _block(n: int) -> int:
+    return max(8, min(BLOCK, BLOCK_CELLS // max(n, 1)))
 
 
 def uniqueness_scores(x: np.ndarray) -> np.ndarray:
@@ -28,17 +33,18 @@ def uniqueness_scores(x: np.ndarray) -> np.ndarray:
     if n <= K:
         return np.ones(n)
     d3 = np.empty((n, K))
+    block = _block(n)
     if x.dtype == np.uint64:
-        for s in range(0, n, BLOCK):
-            d = np.bitwise_count(x[s:s + BLOCK, None] ^ x[None, :]).astype(np.float64)
+        for s in range(0, n, block):
+            d = np.bitwise_count(x[s:s + block, None] ^ x[None, :]).astype(np.float64)
             d[np.arange(len(d)), np.arange(s, s + len(d))] = np.inf
             d3[s:s + len(d)] = np.sort(np.partition(d, K - 1, axis=1)[:, :K], axis=1)
     else:
         x = x.astype(np.float64)
         sq = (x * x).sum(axis=1)
-        for s in range(0, n, BLOCK):
-            b = x[s:s + BLOCK]
-            d2 = sq[s:s + BLOCK, None] + sq[None, :] - 2.0 * (b @ x.T)
+        for s in range(0, n, block):
+            b = x[s:s + block]
+            d2 = sq[s:s + block, None] + sq[None, :] - 2.0 * (b @ x.T)
             d2[np.arange(len(b)), np.arange(s, s + len(b))] = np.inf  # self is not a neighbour
             part = np.partition(d2, K - 1, axis=1)[:, :K]
             d3[s:s + len(b)] = np.sqrt(np.maximum(np.sort(part, axis=1), 0.0))

@@ -208,3 +208,17 @@ def test_embedding_map_pca_stored_and_png(world, tmp_path):
             ds.embedding_map("v", path=str(p), colour_by=colour)
             assert p.stat().st_size > 1000
         ds.embedding_map("ph", path=str(tmp_path / "s.png"), colour_by="status", run="run")
+
+
+def test_uniqueness_blocks_do_not_change_the_answer(monkeypatch):
+    """Blocks are sized by a distance budget (bounded memory at any N); any block size gives the same scores."""
+    from engine.similarity import uniqueness as uq
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    h = rng.integers(0, 2 ** 63, size=300, dtype=np.int64).astype(np.uint64)
+    whole = uq.uniqueness_scores(x), uq.uniqueness_scores(h)
+    monkeypatch.setattr(uq, "BLOCK_CELLS", 300 * 8)  # blocks of 8 rows
+    assert uq._block(300) == 8 and uq._block(10 ** 6) == 8
+    np.testing.assert_allclose(uq.uniqueness_scores(x), whole[0], rtol=1e-12)  # BLAS may round per block
+    np.testing.assert_array_equal(uq.uniqueness_scores(h), whole[1])
