@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from engine.analysis._sql import registered
 from engine.errors import LoupeError, LoupeWarning, NotFoundError, ValidationError
@@ -58,6 +59,23 @@ def _ref_rows(ids: Iterable[Any], reference_id: str | None) -> list[dict[str, An
             raise ValidationError("annotation_id is missing or empty", field="annotation_id")
         out.append({"reference_id": None if ref is None else str(ref), "annotation_id": str(aid)})
     return out
+
+
+def _delete_table(t: pa.Table) -> pa.Table:
+    """An Arrow ``delete`` argument checked and cast: reference_id (optional), annotation_id, reason."""
+    if "annotation_id" not in t.column_names:
+        raise ValidationError("a delete table needs an 'annotation_id' column", field="annotation_id")
+    n = t.num_rows
+    aid = pc.cast(t["annotation_id"], pa.string())
+    blank = pc.or_kleene(pc.is_null(aid), pc.equal(pc.utf8_trim_whitespace(aid), ""))
+    if pc.any(blank).as_py():
+        row = int(np.flatnonzero(blank.to_numpy(zero_copy_only=False))[0])
+        raise ValidationError("annotation_id is missing or empty", record=f"delete row {row}", field="annotation_id")
+
+    def col(name: str) -> pa.ChunkedArray | pa.Array:
+        return pc.cast(t[name], pa.string()) if name in t.column_names else pa.nulls(n, pa.string())
+
+    return pa.table({"reference_id": col("reference_id"), "annotation_id": aid, "reason": col("reason")})
 
 
 def resolve(store: Store, dataset_id: int, refs: pa.Table) -> np.ndarray:
@@ -281,7 +299,7 @@ def apply_changes(
     ds: "Dataset",
     add: Iterable[Any] | pa.Table | None = None,
     change: Iterable[Mapping[str, Any]] | pa.Table | None = None,
-    delete: Iterable[Any] | None = None,
+    delete: Iterable[Any] | pa.Table | None = None,
     reason: str | None = None,
     author: str | None = None,
     operation: str = "correct",
@@ -294,7 +312,8 @@ def apply_changes(
             per-row ``reason``).
         change: ``{annotation_id, [reference_id], [label], [x, y, width, height] or [box], [iscrowd],
             [metadata] (merged), [reason]}`` rows; a None field is left as it is.
-        delete: annotation ids, ``(reference_id, annotation_id)`` pairs or dicts (optional ``reason``).
+        delete: annotation ids, ``(reference_id, annotation_id)`` pairs or dicts (optional ``reason``), or an
+            Arrow table with those columns.
         reason, author: recorded with the version (and with every row lacking its own reason).
         operation: the version's operation name in ``label_versions``.
 
@@ -308,7 +327,9 @@ def apply_changes(
     store = ds.ws.store
     chg = _changes_table(change) if change is not None else None
     dele = None
-    if delete is not None:
+    if isinstance(delete, pa.Table):
+        dele = _delete_table(delete)
+    elif delete is not None:
         rows = list(delete) if not isinstance(delete, (str, Mapping)) else [delete]
         refs = _ref_rows(rows, None)
         reasons = [r.get("reason") if isinstance(r, Mapping) else None for r in rows]

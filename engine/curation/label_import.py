@@ -12,6 +12,7 @@ from __future__ import annotations
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,39 +59,38 @@ def apply_tool_labels(ds: "Dataset", tool: pa.Table, reference_ids: list[str], s
     finally:
         con.unregister("__tool")
         con.unregister("__cur")
-    rows = diff.to_pylist()
     version = ds.label_version + 1
-    add, change, delete = [], [], []
-    n_new = 0
-    for r in rows:
-        act = r["action"]
-        if act in ("delete", "replace"):
-            delete.append({"reference_id": r["reference_id"], "annotation_id": r["annotation_id"]})
-        if act in ("add", "replace"):
-            ident = r["annotation_id"] if act == "replace" else None
-            if ident is None:
-                n_new += 1
-                ident = f"{source}-v{version}-{n_new}"
-                r["annotation_id"] = ident
-            add.append({"reference_id": r["reference_id"], "annotation_id": ident, "kind": r["kind"],
-                        "label": r["label_after"], "x": r["x"], "y": r["y"], "width": r["width"],
-                        "height": r["height"], "polygon": r["polygon"]})
-        if act == "change":
-            change.append({"reference_id": r["reference_id"], "annotation_id": r["annotation_id"],
-                           "label": r["label_after"] if r["label_changed"] else None,
-                           **({"x": r["x"], "y": r["y"], "width": r["width"], "height": r["height"]}
-                              if r["geometry_changed"] else {})})
-    add_t = pa.Table.from_pylist(add, schema=pa.schema([
-        ("reference_id", pa.string()), ("annotation_id", pa.string()), ("kind", pa.string()), ("label", pa.string()),
-        ("x", pa.float64()), ("y", pa.float64()), ("width", pa.float64()), ("height", pa.float64()),
-        ("polygon", pa.list_(pa.list_(pa.float64())))])) if add else None
-    result = ds.apply_changes(add=add_t, change=change or None, delete=delete or None,
-                              reason=reason or f"labels from {source}", author=author, operation=f"import {source}")
-    report = pa.Table.from_pylist(
-        [{"action": r["action"], "reference_id": r["reference_id"], "annotation_id": r["annotation_id"],
-          "kind": r["kind"], "label_before": r["label_before"], "label_after": r["label_after"]}
-         for r in rows if r["action"] != "same"],
-        schema=pa.schema([("action", pa.string()), ("reference_id", pa.string()), ("annotation_id", pa.string()),
-                          ("kind", pa.string()), ("label_before", pa.string()), ("label_after", pa.string())]))
-    same = sum(1 for r in rows if r["action"] == "same")
+    act = diff["action"]
+    is_ = lambda *names: pc.is_in(act, pa.array(names))  # noqa: E731
+    dele = diff.filter(is_("delete", "replace")).select(["reference_id", "annotation_id"])
+    adds = diff.filter(is_("add", "replace"))
+    # an addition without an id gets "<source>-v<version>-<n>", n counting them in diff order
+    fresh = pc.and_(pc.equal(adds["action"], "add"), pc.is_null(adds["annotation_id"]))
+    n = np.cumsum(fresh.to_numpy(zero_copy_only=False), dtype=np.int64)
+    minted = pc.binary_join_element_wise(pa.scalar(f"{source}-v{version}-"), pc.cast(pa.array(n), pa.string()), "")
+    adds = adds.set_column(adds.column_names.index("annotation_id"), "annotation_id",
+                           pc.if_else(fresh, minted, adds["annotation_id"]))
+    add_t = adds.select(["reference_id", "annotation_id", "kind", "label_after", "x", "y", "width", "height",
+                         "polygon"]).rename_columns(["reference_id", "annotation_id", "kind", "label", "x", "y",
+                                                     "width", "height", "polygon"])
+    chg = diff.filter(pc.equal(act, "change"))
+    geo = chg["geometry_changed"]
+    unchanged = lambda c: pc.if_else(geo, chg[c], pa.scalar(None, chg[c].type))  # noqa: E731
+    change = pa.table({"reference_id": chg["reference_id"], "annotation_id": chg["annotation_id"],
+                       "label": pc.if_else(chg["label_changed"], chg["label_after"], pa.scalar(None, pa.string())),
+                       "x": unchanged("x"), "y": unchanged("y"), "width": unchanged("width"),
+                       "height": unchanged("height")})
+    result = ds.apply_changes(add=add_t if add_t.num_rows else None, change=change if change.num_rows else None,
+                              delete=dele if dele.num_rows else None, reason=reason or f"labels from {source}",
+                              author=author, operation=f"import {source}")
+    # the report names the minted ids too
+    ids = diff["annotation_id"]
+    if adds.num_rows:
+        at = pc.index_in(diff["tool_row"], adds["tool_row"])
+        ids = pc.coalesce(pc.take(adds["annotation_id"], at), ids)
+    changed = pc.not_equal(act, "same")
+    report = pa.table({"action": act, "reference_id": diff["reference_id"], "annotation_id": ids,
+                       "kind": diff["kind"], "label_before": diff["label_before"],
+                       "label_after": diff["label_after"]}).filter(changed)
+    same = diff.num_rows - report.num_rows
     return {**result, "unchanged": same, "items": len(set(reference_ids)), "changes": report}

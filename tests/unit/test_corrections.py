@@ -118,6 +118,20 @@ def test_one_version_for_adds_changes_and_deletes(ds):
     assert {c["action"] for c in ds.label_changes(2).to_pylist()} == {"add", "change", "delete"}
 
 
+def test_delete_as_an_arrow_table(ws, ds):
+    import pyarrow as pa
+
+    with pytest.raises(ValidationError, match="delete row 1.*annotation_id"):
+        ds.apply_changes(delete=pa.table({"reference_id": ["a", "b"], "annotation_id": ["1", " "]}))
+    assert ds.label_version == 1  # nothing written
+    with pytest.raises(ValidationError, match="reference_id"):  # "1" is on two items
+        ds.apply_changes(delete=pa.table({"annotation_id": ["1"]}))
+    r = ds.apply_changes(delete=pa.table({"reference_id": ["a", "b"], "annotation_id": ["1", "2"],
+                                          "reason": ["dup", None]}), reason="review")
+    assert r["deleted"] == 2 and set(current(ds)) == {("b", "1")}
+    assert sorted(c["reason"] for c in ds.label_changes(2).to_pylist()) == ["dup", "review"]
+
+
 def test_delete_needs_item_for_ambiguous_ids(ds):
     with pytest.raises(ValidationError, match="reference_id"):
         ds.delete_annotations(["1"])
