@@ -345,7 +345,7 @@ class AppAPI:
         item["metadata"] = json.loads(item["metadata"]) if item.get("metadata") else {}
         item.pop("image_location", None)  # the client never sees or sends a path
         run = self._run(p, ds)
-        page = results.rows_of(ds, results.ids_of(ds, [ref]))
+        page = results.keys_of(ds, [ref])
         return {"item": item, "index": index, "objects": self._objects(ds, page, run)[ref],
                 "committed": bool(run is not None and self._committed(run))}
 

@@ -51,11 +51,15 @@ def query_ids(ds: "Dataset", dsl: str, run: str | None, order_by: str | None, ev
 
 def ids_of(ds: "Dataset", refs: list[str]) -> pa.Array:
     """The item ids of ``refs``, in their order (first occurrence); unknown reference ids are left out."""
+    return keys_of(ds, refs).column("item_id").combine_chunks().cast(pa.int64())
+
+
+def keys_of(ds: "Dataset", refs: list[str]) -> pa.Table:
+    """(item_id, reference_id) of ``refs``, in their order (first occurrence), without unknown ones."""
     refs = list(dict.fromkeys(refs))
-    want = pa.array(refs, pa.string())
     t = ds.ws.store.arrow(_IDS_SQL, {"ds": ds.id, "refs": refs})
-    pos = pc.index_in(want, value_set=t.column("reference_id").combine_chunks())
-    return t.column("item_id").combine_chunks().take(pos.filter(pc.is_valid(pos))).cast(pa.int64())
+    pos = pc.index_in(pa.array(refs, pa.string()), value_set=t.column("reference_id").combine_chunks())
+    return t.take(pos.filter(pc.is_valid(pos)))
 
 
 def rows_of(ds: "Dataset", ids: pa.Array) -> pa.Table:
