@@ -64,7 +64,10 @@ def _as_list(value: str | Iterable[str] | None, allowed: Sequence[str], field: s
     return vals
 
 
-# The object (o_*) is the row's own GT or prediction; a = the GT involved, p = the prediction involved.
+# The object is the row's own GT or prediction; a = the GT involved, p = the prediction involved.
+# Two phases, so a page does not pay for the whole run: `rows` joins each object only to what the filter
+# and the order need (its item and itself; the matched prediction for a GT's confidence), `top` keeps
+# the page (a top-k when there is a LIMIT), and only those rows get their partner's box and status.
 _SELECT = """
 WITH m AS (
     SELECT m.*,
@@ -74,42 +77,53 @@ WITH m AS (
     WHERE m.run_id = $run AND m.iou_threshold = $thr {where_m}
 ), mp AS (
     SELECT m.*, coalesce(match_key, CASE WHEN best_iou > 0 THEN best_iou_key END) AS partner_key FROM m
-), side AS (  -- status of every object of the run, to colour partners
-    SELECT source, CASE WHEN source = 'gt' THEN ann_key ELSE pred_key END AS key, status
-    FROM matches WHERE run_id = $run AND iou_threshold = $thr
+), own AS (  -- each side joined to its own table only (the matched prediction gives a GT its confidence)
+    SELECT mp.*, a.label, a.annotation_id, p.confidence, coalesce(a.area, a.width * a.height) AS area
+    FROM mp LEFT JOIN annotations a ON a.ann_key = mp.obj_key
+    LEFT JOIN predictions p ON p.run_id = $run AND p.pred_key = mp.match_key
+    WHERE mp.source = 'gt'
+    UNION ALL BY NAME
+    SELECT mp.*, p.label, p.annotation_id, p.confidence, coalesce(p.area, p.width * p.height) AS area
+    FROM mp LEFT JOIN predictions p ON p.run_id = $run AND p.pred_key = mp.obj_key
+    WHERE mp.source = 'prediction'
 ), rows AS (
-    SELECT mp.source, mp.status, mp.error_type,
-           CASE WHEN mp.source = 'gt' THEN a.label ELSE p.label END AS label,
-           CASE WHEN mp.source = 'gt' THEN p.label ELSE a.label END AS partner_label,
-           ps.status AS partner_status,
-           CASE WHEN mp.source = 'gt' THEN a.kind ELSE p.kind END AS kind,
-           CASE WHEN mp.source = 'gt' THEN a.x ELSE p.x END AS x,
-           CASE WHEN mp.source = 'gt' THEN a.y ELSE p.y END AS y,
-           CASE WHEN mp.source = 'gt' THEN a.width ELSE p.width END AS width,
-           CASE WHEN mp.source = 'gt' THEN a.height ELSE p.height END AS height,
-           CASE WHEN mp.source = 'gt' THEN p.x ELSE a.x END AS partner_x,
-           CASE WHEN mp.source = 'gt' THEN p.y ELSE a.y END AS partner_y,
-           CASE WHEN mp.source = 'gt' THEN p.width ELSE a.width END AS partner_width,
-           CASE WHEN mp.source = 'gt' THEN p.height ELSE a.height END AS partner_height,
-           mp.iou, mp.best_iou,
-           CASE WHEN mp.source = 'prediction' OR mp.match_key IS NOT NULL THEN p.confidence END AS confidence,
-           CASE WHEN mp.source = 'gt' THEN coalesce(a.area, a.width * a.height)
-                ELSE coalesce(p.area, p.width * p.height) END AS area,
-           i.reference_id, i.image_location,
-           CASE WHEN mp.source = 'gt' THEN a.annotation_id ELSE p.annotation_id END AS annotation_id,
-           CASE WHEN mp.source = 'gt' THEN p.annotation_id ELSE a.annotation_id END AS partner_annotation_id,
-           i.width AS item_width, i.height AS item_height, mp.item_id,
-           a.ann_key, p.pred_key
-    FROM mp
-    JOIN items i ON i.item_id = mp.item_id
-    LEFT JOIN annotations a ON a.ann_key = CASE WHEN mp.source = 'gt' THEN mp.obj_key ELSE mp.partner_key END
-    LEFT JOIN predictions p ON p.run_id = $run
-         AND p.pred_key = CASE WHEN mp.source = 'prediction' THEN mp.obj_key ELSE mp.partner_key END
-    LEFT JOIN side ps ON ps.source <> mp.source AND ps.key = mp.partner_key
+    SELECT o.source, o.status, o.error_type, o.iou, o.best_iou, o.item_id, o.obj_key, o.match_key,
+           o.partner_key, i.reference_id, o.label, o.annotation_id, o.confidence, o.area,
+           CASE WHEN o.source = 'gt' THEN o.obj_key END AS ann_key,
+           CASE WHEN o.source = 'prediction' THEN o.obj_key END AS pred_key,
+           CASE WHEN o.source = 'gt' THEN o.obj_key ELSE o.partner_key END AS a_key,  -- the GT involved
+           CASE WHEN o.source = 'prediction' THEN o.obj_key ELSE o.partner_key END AS p_key
+    FROM own o JOIN items i ON i.item_id = o.item_id
+), top AS (
+    SELECT * FROM rows {where_rows}
+    ORDER BY {sort} {direction} NULLS LAST, reference_id, source, annotation_id
+    {limit}
 )
-SELECT * FROM rows {where_rows}
-ORDER BY {sort} {direction} NULLS LAST, reference_id, source, annotation_id
-{limit}
+SELECT t.source, t.status, t.error_type, t.label,
+       CASE WHEN t.source = 'gt' THEN p.label ELSE a.label END AS partner_label,
+       coalesce(pg.status, pp.status) AS partner_status,
+       CASE WHEN t.source = 'gt' THEN a.kind ELSE p.kind END AS kind,
+       CASE WHEN t.source = 'gt' THEN a.x ELSE p.x END AS x,
+       CASE WHEN t.source = 'gt' THEN a.y ELSE p.y END AS y,
+       CASE WHEN t.source = 'gt' THEN a.width ELSE p.width END AS width,
+       CASE WHEN t.source = 'gt' THEN a.height ELSE p.height END AS height,
+       CASE WHEN t.source = 'gt' THEN p.x ELSE a.x END AS partner_x,
+       CASE WHEN t.source = 'gt' THEN p.y ELSE a.y END AS partner_y,
+       CASE WHEN t.source = 'gt' THEN p.width ELSE a.width END AS partner_width,
+       CASE WHEN t.source = 'gt' THEN p.height ELSE a.height END AS partner_height,
+       t.iou, t.best_iou, t.confidence, t.area, t.reference_id, i.image_location, t.annotation_id,
+       CASE WHEN t.source = 'gt' THEN p.annotation_id ELSE a.annotation_id END AS partner_annotation_id,
+       i.width AS item_width, i.height AS item_height, t.item_id,
+       a.ann_key, p.pred_key
+FROM top t
+JOIN items i ON i.item_id = t.item_id
+LEFT JOIN annotations a ON a.ann_key = t.a_key
+LEFT JOIN predictions p ON p.run_id = $run AND p.pred_key = t.p_key
+LEFT JOIN matches pg ON t.source = 'prediction' AND pg.run_id = $run AND pg.iou_threshold = $thr
+     AND pg.source = 'gt' AND pg.ann_key = t.partner_key
+LEFT JOIN matches pp ON t.source = 'gt' AND pp.run_id = $run AND pp.iou_threshold = $thr
+     AND pp.source = 'prediction' AND pp.pred_key = t.partner_key
+ORDER BY t.{sort} {direction} NULLS LAST, t.reference_id, t.source, t.annotation_id
 """
 
 

@@ -180,6 +180,13 @@ class Dataset:
 
         return undo(self, version, reason=reason, author=author)
 
+    def undo_last(self, reference_id: str | None = None, annotation_id: Any = None, reason: str | None = None,
+                  author: str | None = None) -> dict[str, Any]:
+        """Undo the latest label fix still in effect (of one item / object if given); again: the one before."""
+        from engine.curation.corrections import undo_last
+
+        return undo_last(self, reference_id, annotation_id, reason=reason, author=author)
+
     def annotation_history(self, annotation_id: Any = None, reference_id: str | None = None) -> pa.Table:
         """Every stored state of one annotation (or all) with version, operation, author and reason."""
         from engine.curation.corrections import history

@@ -21,12 +21,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import LoupeError, NotFoundError, WorkspaceLocked
+from . import results
 from queries import DSLError
 from queries.fields import ANNOTATION_AGGREGATES, ITEM_COLUMNS, OBJECT_FIELDS, PREDICTION_AGGREGATES
 
 MAX_PAGE = 500
 _PAGE_SQL = (Path(__file__).with_name("page_objects.sql")).read_text(encoding="utf-8")
-_GRID_SQL = (Path(__file__).with_name("grid_items.sql")).read_text(encoding="utf-8")
 _NAME = re.compile(r"^[\w .:+-]{1,128}$")
 
 
@@ -109,23 +109,45 @@ def dsl_string(s: str) -> str:
     return "".join(out)
 
 
+class Rows(list):
+    """Rows already made JSON-able by :func:`rows` (``_clean`` does not walk them again)."""
+
+
 def rows(t: pa.Table, columns: list[str] | None = None) -> list[dict]:
-    """Arrow rows as JSON-able dicts (NaN/inf become null)."""
+    """Arrow rows as JSON-able dicts (NaN/inf become null, dates and times ISO text).
+
+    Float columns are cleaned with Arrow compute; only temporal and nested columns are walked in Python.
+    """
     if columns is not None:
         t = t.select([c for c in columns if c in t.column_names])
-    out = t.to_pylist()
-    for r in out:
-        for k, v in r.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                r[k] = None
-            elif hasattr(v, "isoformat"):
-                r[k] = v.isoformat()
+    walk, iso = [], []
+    for i, f in enumerate(t.schema):
+        if pa.types.is_floating(f.type):
+            c = t.column(i)
+            finite = pc.is_finite(c)
+            if pc.all(finite).as_py() is False:
+                t = t.set_column(i, f, pc.if_else(finite, c, pa.nulls(len(c), f.type)))
+        elif pa.types.is_temporal(f.type):
+            iso.append(f.name)
+        elif pa.types.is_nested(f.type):
+            walk.append(f.name)
+    out = Rows(t.to_pylist())
+    if iso or walk:
+        for r in out:
+            for k in iso:
+                v = r[k]
+                if hasattr(v, "isoformat"):
+                    r[k] = v.isoformat()
+            for k in walk:
+                r[k] = _clean(r[k])
     return out
 
 
 def _clean(v: Any) -> Any:
     if isinstance(v, float) and not math.isfinite(v):
         return None
+    if isinstance(v, Rows):
+        return v
     if isinstance(v, dict):
         return {k: _clean(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
@@ -145,9 +167,11 @@ class AppAPI:
         self.ws = ws
         self.read_only = read_only
         self.lock = threading.RLock()
-        self._results: "OrderedDict[tuple, pa.Table]" = OrderedDict()  # grid query results (LRU)
+        self._results: "OrderedDict[tuple, pa.Array]" = OrderedDict()  # grid results: item ids (LRU)
         self._selections: "OrderedDict[str, list[str]]" = OrderedDict()  # lasso / similar selections
         self._sel_ids = itertools.count(1)
+        self._lookups: dict[tuple, Any] = {}
+        self._lookups_gen = -1
 
     def handle(self, name: str, params: dict) -> dict:
         if name not in self.READS + self.WRITES:
@@ -174,20 +198,33 @@ class AppAPI:
                 raise ApiError(400, str(e)) from None
 
     # -- lookups ----------------------------------------------------------------------------------
+    def _lookup(self, key: tuple, make: Callable[[], Any]) -> Any:
+        """``make()``, kept until the store's generation moves (datasets, runs, commit state: a page asks
+        for them several times and each is a query of its own)."""
+        gen = self.ws.store.generation
+        if self._lookups_gen != gen:
+            self._lookups.clear()
+            self._lookups_gen = gen
+        if key not in self._lookups:
+            self._lookups[key] = make()
+        return self._lookups[key]
+
     def _ds(self, p: dict):
-        return self.ws.get_dataset(p_str(p, "dataset", required=True, max_len=256))
+        name = p_str(p, "dataset", required=True, max_len=256)
+        return self._lookup(("ds", name), lambda: self.ws.get_dataset(name))
 
     def _run(self, p: dict, ds: Any, name: str = "run"):
         r = p_str(p, name, max_len=256)
         if r is None:
             return None
-        run = self.ws.get_run(r)
+        run = self._lookup(("run", r), lambda: self.ws.get_run(r))
         if run.dataset_id != ds.id:
             raise ApiError(400, f"run '{r}' is not a run of dataset '{ds.name}'")
         return run
 
     def _committed(self, run: Any) -> bool:
-        return bool(self.ws.store.scalar("SELECT committed_at IS NOT NULL FROM runs WHERE run_id = ?", [run.id]))
+        return self._lookup(("committed", run.id), lambda: bool(self.ws.store.scalar(
+            "SELECT committed_at IS NOT NULL FROM runs WHERE run_id = ?", [run.id])))
 
     # -- info and catalog ---------------------------------------------------------------------------
     def api_info(self, p: dict) -> dict:
@@ -226,8 +263,8 @@ class AppAPI:
                 "slices": rows(ds.slices(), ["name", "kind", "query", "size"])}
 
     # -- grid -----------------------------------------------------------------------------------
-    def _result(self, p: dict, ds: Any) -> pa.Table:
-        """The grid's current result (reference_id, width, height), cached per query and store generation."""
+    def _result(self, p: dict, ds: Any) -> pa.Array:
+        """The grid's current result: its item ids in order, cached per query and store generation."""
         q = (p_str(p, "q") or "").strip()
         run = self._run(p, ds)
         sl = p_str(p, "slice", max_len=256)
@@ -238,39 +275,43 @@ class AppAPI:
         if hit is not None:
             self._results.move_to_end(key)
             return hit
+        every = self._cached(("all", ds.id, self.ws.store.generation), lambda: results.all_ids(ds))
+        ids = every
         if q or order:
-            t = ds.query(q or "width >= 0", run=run.name if run and (q or order) else None, order_by=order)
-        else:
-            t = self.ws.store.arrow(_GRID_SQL, {"ds": ds.id})  # ds.items() without the metadata JSON
-        t = t.select(["reference_id", "width", "height"])
+            ids = results.query_ids(ds, q or "width >= 0", run.name if run else None, order, every)
         if sl:
-            members = pa.array(ds.get_slice(sl).reference_ids(), pa.string())
-            t = t.filter(pc.is_in(t.column("reference_id"), value_set=members))
+            members = results.ids_of(ds, ds.get_slice(sl).reference_ids())
+            ids = ids.filter(pc.is_in(ids, value_set=members))
         if sel:
             if sel not in self._selections:
                 raise ApiError(404, f"selection '{sel}' expired; select again")
-            refs = pa.array(self._selections[sel], pa.string())
-            t = t.filter(pc.is_in(t.column("reference_id"), value_set=refs))
-            order_idx = pc.index_in(t.column("reference_id"), value_set=refs)  # keep the selection's order
-            t = t.take(pc.sort_indices(pa.table({"o": order_idx}), [("o", "ascending")]))
-        self._results[key] = t
-        while len(self._results) > 16:
-            self._results.popitem(last=False)
-        return t
+            chosen = results.ids_of(ds, self._selections[sel])
+            ids = chosen.filter(pc.is_in(chosen, value_set=ids))  # in the selection's order
+        return self._cached(key, lambda: ids)
+
+    def _cached(self, key: tuple, make: Callable[[], pa.Array]) -> pa.Array:
+        hit = self._results.get(key)
+        if hit is None:
+            hit = self._results[key] = make()
+            while len(self._results) > 16:
+                self._results.popitem(last=False)
+        self._results.move_to_end(key)
+        return hit
 
     def api_items(self, p: dict) -> dict:
         ds = self._ds(p)
         offset = p_int(p, "offset", 0, 0, 10**9)
         limit = p_int(p, "limit", 60, 1, MAX_PAGE)
-        t = self._result(p, ds)
-        page = t.slice(offset, limit)
-        out = {"total": t.num_rows, "offset": offset, "items": rows(page)}
+        ids = self._result(p, ds)
+        page = results.rows_of(ds, ids.slice(offset, limit))
+        out = {"total": len(ids), "offset": offset, "items": rows(page.drop_columns(["item_id"]))}
         if p_bool(p, "boxes", True) and page.num_rows:
-            out["objects"] = self._objects(ds, page.column("reference_id").to_pylist(), self._run(p, ds))
+            out["objects"] = self._objects(ds, page, self._run(p, ds))
         return out
 
-    def _objects(self, ds: Any, refs: list[str], run: Any) -> dict[str, list]:
-        """GT and (with a committed run) predictions of ``refs`` with their match rows, grouped by item.
+    def _objects(self, ds: Any, page: pa.Table, run: Any) -> dict[str, list]:
+        """GT and (with a committed run) predictions of the ``page`` items (item_id, reference_id) with
+        their match rows, grouped by reference id.
 
         One bound query (page_objects.sql): the grid needs a page's boxes, not a DSL filter; it
         reads the same ``matches`` index as ``query_objects`` (same status, IoU and error type).
@@ -279,11 +320,12 @@ class AppAPI:
 
         run_id, thr = -1, 0.5
         if run is not None and self._committed(run):
-            run_id, thr = run.id, match_threshold(self.ws.store, run.id)
-        t = self.ws.store.arrow(_PAGE_SQL, {"ds": ds.id, "refs": refs, "run": run_id, "thr": thr})
-        out: dict[str, list] = {r: [] for r in refs}
+            run_id, thr = run.id, self._lookup(("thr", run.id), lambda: match_threshold(self.ws.store, run.id))
+        items = page.column("item_id").to_pylist()
+        t = self.ws.store.arrow(_PAGE_SQL, {"ds": ds.id, "items": items, "run": run_id, "thr": thr})
+        out: dict[str, list] = {r: Rows() for r in page.column("reference_id").to_pylist()}
         for r in rows(t.drop_columns(["seq"])):
-            out.setdefault(r.pop("reference_id"), []).append(r)
+            out.setdefault(r.pop("reference_id"), Rows()).append(r)
         return out
 
     def api_item(self, p: dict) -> dict:
@@ -291,11 +333,11 @@ class AppAPI:
         ref = p_str(p, "ref", max_len=1024)
         index = None
         if ref is None:  # by position in the current grid result (keyboard navigation)
-            t = self._result(p, ds)
-            index = p_int(p, "index", 0, 0, max(0, t.num_rows - 1))
-            if t.num_rows == 0:
+            ids = self._result(p, ds)
+            index = p_int(p, "index", 0, 0, max(0, len(ids) - 1))
+            if len(ids) == 0:
                 raise ApiError(404, "the current result is empty")
-            ref = t.column("reference_id")[index].as_py()
+            ref = results.rows_of(ds, ids.slice(index, 1)).column("reference_id")[0].as_py()
         it = ds.query("reference_id = " + dsl_string(ref))
         if it.num_rows == 0:
             raise ApiError(404, f"no item '{ref}' in dataset '{ds.name}'")
@@ -303,7 +345,8 @@ class AppAPI:
         item["metadata"] = json.loads(item["metadata"]) if item.get("metadata") else {}
         item.pop("image_location", None)  # the client never sees or sends a path
         run = self._run(p, ds)
-        return {"item": item, "index": index, "objects": self._objects(ds, [ref], run)[ref],
+        page = results.keys_of(ds, [ref])
+        return {"item": item, "index": index, "objects": self._objects(ds, page, run)[ref],
                 "committed": bool(run is not None and self._committed(run))}
 
     # -- patches ----------------------------------------------------------------------------------
@@ -368,7 +411,7 @@ class AppAPI:
             run = self._run(p, ds)
             ds.create_slice(name, query=q, run=run.name if run else None)
         else:
-            refs = self._result(p, ds).column("reference_id").to_pylist()
+            refs = results.refs_of(ds, self._result(p, ds))
             ds.create_slice(name, reference_ids=refs)
         return {"slice": name, "size": len(ds.get_slice(name))}
 
@@ -414,10 +457,21 @@ class AppAPI:
         return b
 
     def api_undo(self, p: dict) -> dict:
+        """Undo a stack: the latest label fix still in effect (of item ``ref`` / object ``annotation_id``
+        when given), then the one before it...; or exactly label ``version``."""
+        from engine.curation.corrections import undo_stack
+
         ds = self._ds(p)
-        v = p.get("version")
-        v = None if v is None else p_int(p, "version", 0, 1, 2**31 - 1)
-        return {"result": ds.undo(v, reason="Loupe App: undo", author="loupe-app"), "label_version": ds.label_version}
+        why, who = "Loupe App: undo", "loupe-app"
+        ref = p_str(p, "ref", max_len=1024)
+        ann = p_str(p, "annotation_id", max_len=128)
+        if ann is not None and ref is None:
+            raise ApiError(400, "an 'annotation_id' needs its item's 'ref'")
+        if p.get("version") is not None:
+            res = ds.undo(p_int(p, "version", 0, 1, 2**31 - 1), reason=why, author=who)
+        else:
+            res = ds.undo_last(reference_id=ref, annotation_id=ann, reason=why, author=who)
+        return {"result": res, "label_version": ds.label_version, "can_undo": len(undo_stack(ds, ref, ann))}
 
     def api_commit(self, p: dict) -> dict:
         ds = self._ds(p)

@@ -1,2 +1,2 @@
--- The grid's unfiltered result: every item of dataset $ds in insertion order, only what a cell needs.
-SELECT reference_id, width, height FROM items WHERE dataset_id = $ds ORDER BY item_id
+-- The grid's unfiltered result: every item id of dataset $ds in insertion order (a page's rows are read per page).
+SELECT item_id FROM items WHERE dataset_id = $ds ORDER BY item_id

@@ -414,19 +414,26 @@ def undo(ds: "Dataset", version: int | None = None, reason: str | None = None,
         if not con.execute("SELECT 1 FROM label_versions WHERE dataset_id = ? AND version = ?", [ds.id, v]).fetchone():
             raise NotFoundError(f"dataset '{ds.name}' has no recorded label version {v}")
         p = {"ds": ds.id, "v": v}
-        # identities (item, annotation_id) the version touched, with what it wrote / what it replaced
-        touched = """SELECT item_id, annotation_id,
-                            max(CASE WHEN valid_from = $v THEN ann_key END) AS new_key,
-                            max(CASE WHEN valid_to = $v THEN ann_key END) AS old_key
-                     FROM annotations WHERE dataset_id = $ds AND (valid_from = $v OR valid_to = $v)
-                     GROUP BY item_id, annotation_id"""
+        # identities (item, annotation_id) the version touched, with what it wrote / what it replaced, and
+        # the identity's current row. The version's state must still be in effect: the current row is the
+        # one it wrote, or a copy with the same content (an undo of a later fix restored it), or, for a
+        # delete, there is none. So fixes on one object undo one by one, latest first.
+        touched = f"""SELECT t.*, c.ann_key AS cur_key,
+                             CASE WHEN t.new_key IS NOT NULL THEN c.ann_key IS NOT DISTINCT FROM t.new_key
+                                  OR ({_SAME_CONTENT}) ELSE c.ann_key IS NULL END AS in_effect
+                      FROM (SELECT item_id, annotation_id,
+                                   max(CASE WHEN valid_from = $v THEN ann_key END) AS new_key,
+                                   max(CASE WHEN valid_to = $v THEN ann_key END) AS old_key
+                            FROM annotations WHERE dataset_id = $ds AND (valid_from = $v OR valid_to = $v)
+                            GROUP BY item_id, annotation_id) t
+                      LEFT JOIN annotations c ON c.dataset_id = $ds AND c.item_id = t.item_id
+                           AND c.annotation_id = t.annotation_id AND c.valid_to IS NULL
+                      LEFT JOIN annotations n ON n.ann_key = t.new_key"""
         conflict = con.execute(
             f"""SELECT t.annotation_id, i.reference_id, c.valid_from
                 FROM ({touched}) t JOIN items i USING (item_id)
-                LEFT JOIN annotations c ON c.dataset_id = $ds AND c.item_id = t.item_id
-                     AND c.annotation_id = t.annotation_id AND c.valid_to IS NULL
-                WHERE CASE WHEN t.new_key IS NOT NULL THEN c.ann_key IS DISTINCT FROM t.new_key
-                           ELSE c.ann_key IS NOT NULL END
+                LEFT JOIN annotations c ON c.ann_key = t.cur_key
+                WHERE NOT t.in_effect
                 LIMIT 1""", p).fetchone()
         if conflict:
             later = f"version {conflict[2]}" if conflict[2] is not None else "a later version"
@@ -446,7 +453,7 @@ def undo(ds: "Dataset", version: int | None = None, reason: str | None = None,
                                   THEN $k0 + row_number() OVER (ORDER BY old_key NULLS LAST) - 1 END AS copy_key
                    FROM __undo""", {"k0": k0})
             con.execute("UPDATE annotations SET valid_to = $n WHERE ann_key IN "
-                        "(SELECT new_key FROM __undo_keys WHERE new_key IS NOT NULL)", {"n": n})
+                        "(SELECT cur_key FROM __undo_keys WHERE new_key IS NOT NULL)", {"n": n})
             con.execute(
                 """INSERT INTO annotations
                    SELECT u.copy_key, a.dataset_id, a.item_id, a.annotation_id, a.kind, a.label, a.x, a.y, a.width,
@@ -457,12 +464,64 @@ def undo(ds: "Dataset", version: int | None = None, reason: str | None = None,
             _log(store, """SELECT $ds, $n, item_id, annotation_id,
                                   CASE WHEN new_key IS NULL THEN 'restore' WHEN old_key IS NULL THEN 'delete'
                                        ELSE 'change' END,
-                                  new_key, copy_key, NULL::VARCHAR[], $r, $a FROM __undo_keys""",
+                                  CASE WHEN new_key IS NOT NULL THEN cur_key END, copy_key, NULL::VARCHAR[], $r, $a
+                           FROM __undo_keys""",
                  {"ds": ds.id, "n": n, "r": why, "a": author})
             record_version(store, ds.id, n, "undo", author, why, restored, changed, removed)
         finally:
             _drop_temp(store, "__undo", "__undo_keys")
     return {"label_version": n, "undone": v, "restored": restored, "removed": removed, "changed": changed}
+
+
+_SAME_CONTENT = " AND ".join(f"c.{k} IS NOT DISTINCT FROM n.{k}" for k in (
+    "kind", "label", "x", "y", "width", "height", "polygon", "mask", "keypoints", "keypoint_names", "iscrowd",
+    "area", "metadata"))  # of the current row c and the row n a version wrote
+
+FIX_OPERATIONS = ("correct", "add_missing", "delete")  # the versions undo_last walks back through
+
+
+def undo_stack(ds: "Dataset", reference_id: str | None = None, annotation_id: Any = None) -> list[int]:
+    """Label versions of fixes (:data:`FIX_OPERATIONS`) still in effect, oldest first: what
+    :func:`undo_last` reverts, latest first. With ``reference_id`` (and ``annotation_id``), only the
+    fixes that touched that item (object).
+
+    An undo version records the version it reverted in its reason ("undo of label version N", written
+    by :func:`undo`); undoing an undo puts that version back in effect.
+    """
+    store = ds.ws.store
+    versions = store.arrow(
+        """SELECT version, operation, regexp_extract(reason, '^undo of label version ([0-9]+)', 1) AS undid
+           FROM label_versions WHERE dataset_id = $ds ORDER BY version""", {"ds": ds.id}).to_pylist()
+    undid = {r["version"]: int(r["undid"]) for r in versions if r["operation"] == "undo" and r["undid"]}
+    done = {r["version"]: True for r in versions}
+    for u in sorted(undid):  # the few undo versions, in order
+        t = undid[u]
+        done[t] = False
+        if t in undid:  # an undo of an undo: the version that one reverted is in effect again
+            done[undid[t]] = True
+    stack = [r["version"] for r in versions if r["operation"] in FIX_OPERATIONS and done.get(r["version"])]
+    if reference_id is None:
+        return stack
+    params: dict[str, Any] = {"ds": ds.id, "ref": reference_id}
+    cond = ""
+    if annotation_id is not None:
+        cond, params["aid"] = " AND c.annotation_id = $aid", str(annotation_id)
+    touched = {int(r[0]) for r in store.con.execute(
+        f"""SELECT DISTINCT c.version FROM label_changes c JOIN items i USING (item_id)
+            WHERE c.dataset_id = $ds AND i.reference_id = $ref{cond}""", params).fetchall()}
+    return [v for v in stack if v in touched]
+
+
+def undo_last(ds: "Dataset", reference_id: str | None = None, annotation_id: Any = None,
+              reason: str | None = None, author: str | None = None) -> dict[str, Any]:
+    """Undo the latest fix still in effect (of one item or object when given): called again, the fix
+    before it, and so on, each restoring the state before that fix. See :func:`undo_stack`."""
+    stack = undo_stack(ds, reference_id, annotation_id)
+    if not stack:
+        what = "" if reference_id is None else f" on '{reference_id}'" + (
+            f" (annotation '{annotation_id}')" if annotation_id is not None else "")
+        raise LoupeError(f"nothing to undo{what}: no label fix of dataset '{ds.name}' is still in effect")
+    return undo(ds, stack[-1], reason=reason, author=author)
 
 
 def history(ds: "Dataset", annotation_id: Any = None, reference_id: str | None = None) -> pa.Table:

@@ -101,6 +101,15 @@ def test_label_fixes_with_handles_and_undo(browser, street):  # noqa: F811
     back = {o["annotation_id"]: o for o in ds.annotations().to_pylist() if o["reference_id"] == gt["reference_id"]}[gt["annotation_id"]]
     assert (back["label"], back["x"], back["width"]) == ("cyclist", after["x"], after["width"])
     assert ds.annotation_history(gt["annotation_id"], reference_id=gt["reference_id"]).num_rows >= 4
+    # undo is a stack: again, the box is back where it was; again, the label too
+    page.click("#undo")
+    page.wait_for_function(f"document.getElementById('labels-state').textContent === 'labels v{v + 4}'")
+    back = {o["annotation_id"]: o for o in ds.annotations().to_pylist() if o["reference_id"] == gt["reference_id"]}[gt["annotation_id"]]
+    assert (back["label"], back["x"], back["width"], back["height"]) == ("cyclist", gt["x"], gt["width"], gt["height"])
+    page.click("#undo")
+    page.wait_for_function(f"document.getElementById('labels-state').textContent === 'labels v{v + 5}'")
+    back = {o["annotation_id"]: o for o in ds.annotations().to_pylist() if o["reference_id"] == gt["reference_id"]}[gt["annotation_id"]]
+    assert (back["label"], back["x"], back["width"]) == (gt["label"], gt["x"], gt["width"])
 
 
 def test_insights_metrics_and_slices(browser, street):  # noqa: F811

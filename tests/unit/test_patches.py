@@ -93,6 +93,19 @@ def test_sorting_nulls_last_and_limit(sample, key, descending):
     assert top.num_rows == 7 and top.column(key).to_pylist() == vals[:7]
 
 
+@pytest.mark.parametrize("key", ["iou", "confidence", "area", "best_iou"])
+def test_a_page_is_the_slice_of_the_whole_answer_ties_included(sample, key):
+    # the page is a top-k before the partner joins: it must cut the same rows, in the same order, as the
+    # whole sorted answer, also inside runs of equal keys (NULL iou of every FP/FN, equal areas)
+    ws, ds, run, m = sample
+    for kw in ({}, {"pairs": False}, {"status": ["fp", "fn"]}, {"descending": True}):
+        whole = run.patches(sort=key, **kw)
+        vals = whole.column(key).to_pylist()
+        assert key == "area" or len(vals) > len(set(vals))  # ties to cut through (areas are all distinct here)
+        for k in sorted({1, 2, 5, 13, len(vals) // 2, max(0, len(vals) - 1)}):
+            assert run.patches(sort=key, limit=k, **kw).equals(whole.slice(0, k)), (key, kw, k)
+
+
 def test_status_label_and_error_type_filters(sample):
     ws, ds, run, m = sample
     fp = run.patches(status="fp")

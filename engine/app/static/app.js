@@ -6,7 +6,7 @@ const COLORS = {tp: "#2ca02c", fp: "#d62728", fn: "#ff7f0e", ignored: "#999999",
 const PAGE = 60;
 const S = {info: null, ds: null, run: "", catalog: null, q: "", order: "", slice: "", sel: "", offset: 0,
            total: 0, items: [], objects: {}, tab: "grid", pOffset: 0, item: null, itemIndex: null,
-           selected: null, edit: null, undoStack: []};
+           selected: null, edit: null};
 const $ = id => document.getElementById(id);
 
 function el(tag, attrs, ...kids) {
@@ -373,7 +373,6 @@ function renderActions() {
 async function fix(params) {
   try {
     const r = await api("fix", Object.assign({dataset: S.ds, ref: S.item.item.reference_id}, params), true);
-    S.undoStack.push(r.label_version);
     toast(`saved as label version ${r.label_version} — commit the run to see the metrics change`);
     const keep = S.selected;
     await afterLabelChange();
@@ -391,14 +390,10 @@ async function afterLabelChange() {
 }
 async function undo() {
   try {
-    // undo walks back through this session's fixes; then the latest version of the dataset
-    const version = S.undoStack.length ? S.undoStack.pop() : undefined;
-    let r;
-    try { r = await api("undo", {dataset: S.ds, version}, true); } catch (e) {
-      if (version !== undefined) S.undoStack.push(version);  // refused (e.g. changed again later): keep it
-      throw e;
-    }
-    toast(`undone: now label version ${r.label_version}`);
+    // the server keeps the stack: each undo reverts the latest fix still in effect, restoring the state before it
+    const r = await api("undo", {dataset: S.ds}, true);
+    toast(`undid label version ${r.result.undone}: now label version ${r.label_version}` +
+          (r.can_undo ? "" : " (nothing more to undo)"));
     await afterLabelChange();
     if (S.item) await openItem(S.item.item.reference_id, S.itemIndex);
   } catch (e) { toast(e.message, true); }
