@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -68,11 +69,15 @@ def main() -> None:
             t0 = time.perf_counter()
             stats["duckdb"] = list(run.commit()["stats"].values())
             best["duckdb"] = min(best["duckdb"], time.perf_counter() - t0)
-            print(f"  duckdb round: {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"  duckdb round: {time.perf_counter() - t0:.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
             t0 = time.perf_counter()
-            r = spark_commit(tmp / "tables", "dets", tmp / "spark_out", spark=spark, partitions=a.partitions)
+            steps: dict[str, float] = {}
+            r = spark_commit(tmp / "tables", "dets", tmp / "spark_out", spark=spark, partitions=a.partitions,
+                             timings=steps)
             best["spark"] = min(best["spark"], time.perf_counter() - t0)
-            print(f"  spark round: {time.perf_counter() - t0:.1f} s", flush=True)
+            print(f"  spark round: {time.perf_counter() - t0:.1f} s  (" +
+                  ", ".join(f"{k} {v:.1f} s" for k, v in steps.items()) + f")  load {os.getloadavg()[0]:.1f}",
+                  flush=True)
             stats["spark"] = list(r["stats"].values())
         diff = max(abs(x - y) for x, y in zip(stats["duckdb"], stats["spark"]))
         for side in ("duckdb", "spark"):

@@ -24,3 +24,14 @@ def ws():
     w = engine.connect()
     yield w
     w.close()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] Spark session for every Spark test module (tests/spark_support.py): its JVM and
+    first Python worker start once (measured 5-6 s and +5 s idle) instead of once per module."""
+    from tests.spark_support import spark_or_skip
+
+    s = spark_or_skip()
+    yield s
+    s.stop()

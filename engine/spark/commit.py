@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ def _map_kernel(batches, **kw):  # runs on the workers
     tables = [pa.Table.from_batches([b]) for b in batches]
     if not tables:
         return
-    t = pa.concat_tables(tables).cast(kernel.INPUT_SCHEMA)
+    t = pa.concat_tables(tables)
+    t = pa.table({f.name: t.column(f.name).cast(f.type) if f.name in t.column_names else pa.nulls(t.num_rows, f.type)
+                  for f in kernel.INPUT_SCHEMA})  # bbox rows come without the mask columns
     out = kernel.commit_partition(t, **kw)
     yield from out.to_batches()
 
@@ -84,10 +88,7 @@ def _input_rows(spark: Any, src: TablesDir, run_id: int, dataset_id: int, label_
             null.cast("double").alias("score") if is_gt else F.coalesce(F.col("confidence").cast("double"),
                                                                         F.lit(1.0)).alias("score"),
             null.cast("double").alias("iou"),
-            (F.col("mask").cast("array<bigint>") if segm else null.cast("array<bigint>")).alias("mask"),
-            (F.col("polygon") if segm else null.cast("array<array<double>>")).alias("polygon"),
-            (F.col("ih") if segm else null.cast("long")).alias("ih"),
-            (F.col("iw") if segm else null.cast("long")).alias("iw"))
+            *(_mask_columns() if segm else ()))
 
     g_rows, d_rows = rows(ann, kernel.GT, "ann_key", True), rows(pred, kernel.DT, "pred_key", False)
     return g_rows, d_rows, _pairs(g_rows, d_rows, segm)
@@ -118,16 +119,36 @@ def _pairs(g_rows: Any, d_rows: Any, all_pairs: bool) -> Any:
         *(null.cast("double").alias(c) for c in ("x", "y", "w", "h", "area")), null.cast("boolean").alias("crowd"),
         null.cast("boolean").alias("id_nonzero"), null.cast("double").alias("score"),
         (F.lit(1.0) if all_pairs else iou).cast("double").alias("iou"),
-        null.cast("array<bigint>").alias("mask"), null.cast("array<array<double>>").alias("polygon"),
-        null.cast("long").alias("ih"), null.cast("long").alias("iw"))
+        *(_mask_columns(null=True) if all_pairs else ()))
+
+
+def _mask_columns(null: bool = False) -> list[Any]:
+    """The geometry the kernel needs for mask IoU (segm only: null list columns would still cost
+    Spark's Arrow writer about 4x the whole bbox transfer)."""
+    from pyspark.sql import functions as F
+
+    def c(name: str, typ: str) -> Any:
+        return (F.lit(None) if null else F.col(name)).cast(typ).alias(name)
+
+    return [c("mask", "array<bigint>"), c("polygon", "array<array<double>>"), c("ih", "long"), c("iw", "long")]
+
+
+@contextmanager
+def _timed(timings: dict[str, float] | None, step: str):
+    t0 = time.perf_counter()
+    yield
+    if timings is not None:
+        timings[step] = timings.get(step, 0.0) + time.perf_counter() - t0
 
 
 def spark_commit(tables_dir: str | Path, run: str, out_dir: str | Path, spark: Any = None,
                  iou_threshold: float = 0.5, iou_type: str = "bbox", class_agnostic: bool = False,
-                 label_version: int | None = None, partitions: int | None = None) -> dict[str, Any]:
+                 label_version: int | None = None, partitions: int | None = None,
+                 timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Commit run ``run`` of a table export on Spark; write matches, metrics and PR curves under ``out_dir``.
 
     Returns the same summary as ``ModelRun.commit`` (counts, the 12 stats, params) plus ``per_class``.
+    ``timings``, when given, receives the seconds of each step (labels, match + write, reduce, counts).
     """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
@@ -141,8 +162,10 @@ def spark_commit(tables_dir: str | Path, run: str, out_dir: str | Path, spark: A
     if label_version is None:
         label_version = src.label_version(dataset_id)
     g_rows, d_rows, pairs = _input_rows(spark, src, run_id, dataset_id, label_version, iou_type)
-    per_label = (g_rows.select("label", F.lit(0).alias("dt")).unionByName(d_rows.select("label", F.lit(1).alias("dt")))
-                 .groupBy("label").agg(F.sum("dt").alias("n_dt")).collect())  # one job: labels and detections
+    with _timed(timings, "labels"):  # one job: labels and detections
+        per_label = (g_rows.select("label", F.lit(0).alias("dt"))
+                     .unionByName(d_rows.select("label", F.lit(1).alias("dt")))
+                     .groupBy("label").agg(F.sum("dt").alias("n_dt")).collect())
     labels = order_categories((r["label"] for r in per_label), src.coco_categories(dataset_id))  # as the local commit
     if not labels:
         raise LoupeError(f"run '{run}' and its dataset have no boxes or masks to match")
@@ -157,17 +180,20 @@ def spark_commit(tables_dir: str | Path, run: str, out_dir: str | Path, spark: A
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     matches_dir = out / "matches" / f"run_id={run_id}"
-    objects.sortWithinPartitions("item_id").write.parquet(str(matches_dir))
+    with _timed(timings, "match_write"):
+        objects.sortWithinPartitions("item_id").write.parquet(str(matches_dir))
 
     written = spark.read.parquet(str(matches_dir))
     curves = (written.where(F.col("cat") >= 0).select("cat", "source", "item_id", "seq", "score", "area", "crowd",
                                                       "hit", "tp")
               .groupBy("cat").applyInArrow(_reduce_kernel, _spark_schema(reduce.CURVES_SCHEMA)))
-    curves = pa.Table.from_pylist([r.asDict() for r in curves.collect()], schema=reduce.CURVES_SCHEMA)
-    cats = ["*"] if class_agnostic else labels
-    m = reduce.combine(curves, cats)
-    counts = {(r["source"], r["status"]): int(r["count"])
-              for r in written.groupBy("source", "status").count().collect()}
+    with _timed(timings, "reduce"):
+        curves = pa.Table.from_pylist([r.asDict() for r in curves.collect()], schema=reduce.CURVES_SCHEMA)
+        cats = ["*"] if class_agnostic else labels
+        m = reduce.combine(curves, cats)
+    with _timed(timings, "counts"):
+        counts = {(r["source"], r["status"]): int(r["count"])
+                  for r in written.groupBy("source", "status").count().collect()}
     stats = stats_dict(m["stats"])
     params = {"iou_threshold": float(iou_threshold), "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": None, "method": "coco", "iou_type": iou_type,

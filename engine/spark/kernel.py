@@ -53,7 +53,7 @@ def _side(t: pa.Table, images: np.ndarray, lab_idx: dict[str, int], rank_idx: di
 
     n = t.num_rows
     item = t.column("item_id").to_numpy().astype(np.int64)
-    lab = np.asarray(t.column("label").to_pylist(), dtype=object)
+    lab = np.asarray(t.column("label").to_numpy(zero_copy_only=False), dtype=object)
     area = f("area")
     missing = np.isnan(area)
     if missing.any():  # geometry without a stored area: COCO falls back to the box area

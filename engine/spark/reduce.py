@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from udfs.matching import CocoMatches
 
@@ -27,7 +28,7 @@ CURVES_SCHEMA = pa.schema([
 def accumulate_category(t: pa.Table, params: CocoParams | None = None) -> pa.Table:
     """One category's curves from its kernel rows (source, item_id, seq, score, area, crowd, hit, tp)."""
     p = params or CocoParams()
-    is_dt = np.asarray(t.column("source").to_pylist(), dtype=object) == "prediction"
+    is_dt = np.asarray(pc.equal(t.column("source"), "prediction").to_numpy(zero_copy_only=False), bool)
     g_t = t.filter(pa.array(~is_dt))
     d_t = t.filter(pa.array(is_dt))
     d_t = d_t.take(np.argsort(d_t.column("seq").to_numpy(), kind="stable"))

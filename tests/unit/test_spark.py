@@ -1,4 +1,4 @@
-"""Loupe on Spark (local[2], one session for the module): the Spark commit equals the local commit
+"""Loupe on Spark (local[2], the shared session of tests/conftest.py): the Spark commit equals the local commit
 row for row and stat for stat, imports back into the workspace, and `loupe spark eval` prints
 byte for byte what `loupe eval` prints."""
 from __future__ import annotations
@@ -15,7 +15,6 @@ from engine.spark.commit import spark_commit
 from engine.spark.importer import import_commit
 from engine.spark.kernel import MATCHES_COLUMNS
 from tests.oracle.coco_random import random_pair, import_pair
-from tests.spark_support import spark  # noqa: F401  (module-scoped fixture)
 
 _SORT = [("source", "ascending"), ("ann_key", "ascending"), ("pred_key", "ascending")]
 
@@ -25,7 +24,7 @@ def _sorted(t):
 
 
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_commit_equals_local_and_imports_back(spark, tmp_path, iou_type):  # noqa: F811
+def test_commit_equals_local_and_imports_back(spark, tmp_path, iou_type):
     gt, dets = random_pair(3, n_images=16)  # crowds, score ties, >100 detections in an image
     ws, run = import_pair(tmp_path, gt, dets)
     export_tables(ws, tmp_path / "tables")
@@ -57,7 +56,7 @@ def _coco_pair(iou_type):
 
 
 @pytest.mark.parametrize("iou_type,extra", [("bbox", ["--json"]), ("segm", [])])
-def test_spark_eval_prints_what_eval_prints(spark, iou_type, extra):  # noqa: F811
+def test_spark_eval_prints_what_eval_prints(spark, iou_type, extra):
     gt, res = _coco_pair(iou_type)
     _load_commands()
     runner = CliRunner()
@@ -69,7 +68,7 @@ def test_spark_eval_prints_what_eval_prints(spark, iou_type, extra):  # noqa: F8
     assert "Average Precision" in local.output or '"stats"' in local.output
 
 
-def test_cli_export_commit_import_and_refusal(spark, tmp_path):  # noqa: F811
+def test_cli_export_commit_import_and_refusal(spark, tmp_path):
     """`loupe export parquet --tables`, `loupe spark commit`, `loupe spark import`; a commit whose
     objects the workspace no longer holds is refused, and nothing is written."""
     import json

@@ -1,5 +1,5 @@
 """Differential test: the whole DSL corpus (tests/unit/test_dsl_queries.py, world tests/unit/dsl_world.py)
-on DuckDB and on Spark (local[2], one session) over the same data, exported as Parquet tables —
+on DuckDB and on Spark (local[2], the shared session) over the same data, exported as Parquet tables —
 identical rows in identical order. Spark SQL is printed from the DSL's own tree (engine.spark.query)."""
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from dsl_world import build
 from engine.io.parquet_tables import export_tables
 from engine.spark.query import SparkQueries
 from test_dsl_queries import ITEM_CASES, OBJECT_CASES, RUN_CASES
-from tests.spark_support import spark  # noqa: F401  (module-scoped fixture)
 
 EXTRA_ITEMS = [  # ordering, limits and slices of the corpus's other tests
     ("ORDER BY annotations.count DESC LIMIT 7", None, {}),
@@ -31,7 +30,7 @@ _OBJ_COLS = ["source", "reference_id", "annotation_id", "label", "status", "erro
 
 
 @pytest.fixture(scope="module")
-def both(spark, tmp_path_factory):  # noqa: F811
+def both(spark, tmp_path_factory):
     w = build()
     w.ds.create_slice("busy", query="annotations.count > 4")
     w.ds.create_slice("fps", query='status = "fp"', run="r1", objects=True)
@@ -93,7 +92,7 @@ OS_CASES = _object_scan_cases()
 
 
 @pytest.fixture(scope="module")
-def scan_world(spark, tmp_path_factory):  # noqa: F811
+def scan_world(spark, tmp_path_factory):
     import test_object_scan as t
 
     out = tmp_path_factory.mktemp("scan_tables")
