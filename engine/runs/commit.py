@@ -273,12 +273,22 @@ def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -
     return best, arg
 
 
+def _segment_max(idx: np.ndarray, iou: np.ndarray, n: int) -> np.ndarray:
+    """Per index (``idx`` sorted): max IoU, 0 when it has no rows or only -inf ones."""
+    out = np.zeros(n)
+    if len(idx):
+        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+        out[idx[starts]] = np.fmax(np.maximum.reduceat(iou, starts), 0.0)
+    return out
+
+
 def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
-    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU."""
+    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU
+    (0 when none; the pair lists hold IoU > 0 only)."""
     best, arg = _segment_best(idx, iou, other, n)
-    s, _ = _segment_best(idx, np.where(same, iou, -np.inf), other, n)
-    o, _ = _segment_best(idx, np.where(same, -np.inf, iou), other, n)
-    return best, arg, np.nan_to_num(s, nan=0.0), np.nan_to_num(o, nan=0.0)
+    s = _segment_max(idx, np.where(same, iou, -np.inf), n)
+    o = _segment_max(idx, np.where(same, -np.inf, iou), n)
+    return best, arg, s, o
 
 
 _STATUS = pa.array(["tp", "fp", "fn", "ignored"], pa.string())
@@ -302,7 +312,7 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
     # best IoU across labels, same-label and other-label maxima (for error types)
-    same = d.label[cross.dt] == g.label[cross.gt] if len(cross.dt) else np.zeros(0, bool)
+    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
     d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
     by_gt = np.argsort(cross.gt, kind="stable")
     g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
