@@ -47,10 +47,10 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, list[float]]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, float, list[float]]:
     """Wall and CPU seconds of one child process, and its stats."""
     c0, t0 = _children_cpu(), time.perf_counter()
-    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True, env=env).stdout
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=True, env=env).stdout
     return time.perf_counter() - t0, _children_cpu() - c0, json.loads(out.strip().splitlines()[-1])["stats"]
 
 
@@ -60,6 +60,8 @@ def main() -> None:
     ap.add_argument("--dets", type=int, default=500_000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-bytecode", action="store_true", help="Keep PYTHONDONTWRITEBYTECODE as set (no warm-up).")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="Another Loupe checkout (e.g. `git worktree add /tmp/base REV`) timed as a third side.")
     args = ap.parse_args()
     gt, res = data_files(args.images, args.dets)
     sides = {"loupe eval": [sys.executable, "-m", "engine", "eval", str(gt), str(res), "--json"],
@@ -68,13 +70,17 @@ def main() -> None:
     if not args.no_bytecode:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPYCACHEPREFIX"] = str(ROOT / "benchmarks" / "_data" / "pycache")
+    cwd = {name: ROOT for name in sides}
+    if args.baseline is not None:
+        sides["loupe (baseline)"] = sides["loupe eval"]
+        cwd["loupe (baseline)"] = args.baseline.resolve()
     times: dict[str, list[float]] = {k: [] for k in sides}
     cpus: dict[str, list[float]] = {k: [] for k in sides}
     stats = {}
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for rnd in range(args.repeat + (0 if args.no_bytecode else 1)):
         for name, cmd in sides.items():
-            t, c, stats[name] = timed(cmd, env)
+            t, c, stats[name] = timed(cmd, env, cwd[name])
             if rnd or args.no_bytecode:  # round 0 is the bytecode warm-up
                 times[name].append(t)
                 cpus[name].append(c)
@@ -89,6 +95,10 @@ def main() -> None:
     cpu = min(cpus[lo]) / min(cpus[fce])
     print(f"ratio loupe / faster-coco-eval: best {best:.3f}x, median {med:.3f}x, CPU {cpu:.3f}x; "
           f"max |stats difference| {diff:.2e}; load average after: {os.getloadavg()[0]:.2f}")
+    if args.baseline is not None:
+        b = "loupe (baseline)"
+        print(f"baseline / faster-coco-eval: best {min(times[b]) / min(times[fce]):.3f}x, median "
+              f"{statistics.median(times[b]) / statistics.median(times[fce]):.3f}x, CPU {min(cpus[b]) / min(cpus[fce]):.3f}x")
 
 
 if __name__ == "__main__":
