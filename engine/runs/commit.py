@@ -318,7 +318,7 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     # best IoU across labels, same-label and other-label maxima (for error types)
     same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
     d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
-    by_gt = np.argsort(cross.gt, kind="stable")
+    by_gt = np.argsort(cross.gt * max(nd, 1) + cross.dt)  # (gt, dt) order: pairs are unique, one int64 key
     g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
 
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
