@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,28 +39,30 @@ def side_loupe(gt: Path, res: Path) -> dict:
     import engine
 
     ws = engine.connect()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     ws.import_coco(gt, "bench", results=res, run="dets", check_images=False, clip="keep")
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     run = ws.get_run("dets")
     run.commit()
     m = run.metrics()
-    t2 = time.perf_counter()
-    return {"load": t1 - t0, "eval": t2 - t1, "stats": list(m["stats"].values()), "peak_rss_mb": _peak_mb()}
+    t2, c2 = time.perf_counter(), time.process_time()
+    return {"load": t1 - t0, "eval": t2 - t1, "load_cpu": c1 - c0, "eval_cpu": c2 - c1,
+            "stats": list(m["stats"].values()), "peak_rss_mb": _peak_mb()}
 
 
 def _coco_side(COCO, COCOeval, gt: Path, res: Path) -> dict:
     with contextlib.redirect_stdout(io.StringIO()):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         cg = COCO(str(gt))
         cd = cg.loadRes(str(res))
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         e = COCOeval(cg, cd, "bbox")
         e.evaluate()
         e.accumulate()
         e.summarize()
-        t2 = time.perf_counter()
-    return {"load": t1 - t0, "eval": t2 - t1, "stats": [float(v) for v in e.stats], "peak_rss_mb": _peak_mb()}
+        t2, c2 = time.perf_counter(), time.process_time()
+    return {"load": t1 - t0, "eval": t2 - t1, "load_cpu": c1 - c0, "eval_cpu": c2 - c1,
+            "stats": [float(v) for v in e.stats], "peak_rss_mb": _peak_mb()}
 
 
 def side_pycocotools(gt: Path, res: Path) -> dict:
@@ -100,17 +103,19 @@ def main() -> None:
     gt, res = data_files(a.images, a.dets, a.seed)
     print(f"data: {gt.name} ({gt.stat().st_size / 1e6:.1f} MB), {res.name} ({res.stat().st_size / 1e6:.1f} MB)")
     best: dict[str, dict] = {}
+    print(f"load average before: {os.getloadavg()[0]:.2f}")
     for _ in range(a.repeat):
         for tool in tools:
             r = run_side(tool, gt, res)
-            for k in ("load", "eval"):
+            for k in ("load", "eval", "load_cpu", "eval_cpu"):
                 b = best.setdefault(tool, dict(r))
                 b[k] = min(b[k], r[k])
             best[tool]["peak_rss_mb"] = max(best[tool]["peak_rss_mb"], r["peak_rss_mb"])
-    print(f"{'tool':18}{'load s':>9}{'eval s':>9}{'load+eval':>11}{'peak RSS MB':>13}")
+    print(f"{'tool':18}{'load s':>9}{'eval s':>9}{'load+eval':>11}{'load CPU':>10}{'eval CPU':>10}{'peak RSS MB':>13}")
     for t in tools:
         r = best[t]
-        print(f"{t:18}{r['load']:9.3f}{r['eval']:9.3f}{r['load'] + r['eval']:11.3f}{r['peak_rss_mb']:13.0f}")
+        print(f"{t:18}{r['load']:9.3f}{r['eval']:9.3f}{r['load'] + r['eval']:11.3f}{r['load_cpu']:10.3f}"
+              f"{r['eval_cpu']:10.3f}{r['peak_rss_mb']:13.0f}")
     if "loupe" in best:
         lo = best["loupe"]
         for peer in [t for t in tools if t != "loupe"]:
@@ -118,7 +123,9 @@ def main() -> None:
             diff = max(abs(x - y) for x, y in zip(lo["stats"], p["stats"]))
             print(f"loupe / {peer}: eval {lo['eval'] / p['eval']:.3f}x, load+eval "
                   f"{(lo['load'] + lo['eval']) / (p['load'] + p['eval']):.3f}x, "
-                  f"peak RSS {lo['peak_rss_mb'] / p['peak_rss_mb']:.2f}x; max |stats diff| = {diff:.2e}")
+                  f"peak RSS {lo['peak_rss_mb'] / p['peak_rss_mb']:.2f}x; CPU: load {lo['load_cpu'] / p['load_cpu']:.3f}x, "
+                  f"eval {lo['eval_cpu'] / p['eval_cpu']:.3f}x; max |stats diff| = {diff:.2e}")
+        print(f"load average after: {os.getloadavg()[0]:.2f}")
         print("stats (loupe):", ", ".join(f"{v:.6f}" for v in lo["stats"]))
 
 

@@ -29,6 +29,11 @@ def _load_commands() -> None:
                 raise
 
 
+STANDALONE = False  # True in the `loupe` process itself (main()), not when click's test runner calls `cli`
+
+
 def main() -> None:
+    global STANDALONE
+    STANDALONE = True
     _load_commands()
     cli(prog_name="loupe")

@@ -337,3 +337,12 @@ def _add_objects(s: Slice, keys: pa.Table) -> int:
         finally:
             con.unregister("__slice_add")
     return int(n)
+
+
+def _hold() -> None:
+    from engine.store.sharing import hold_methods
+
+    hold_methods(Slice, lambda s: s.dataset.ws.store)  # each public call is one operation on a shared store
+
+
+_hold()

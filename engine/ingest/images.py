@@ -5,8 +5,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
-from PIL import Image
-
 REMOTE_PREFIXES = ("http://", "https://", "s3://", "gs://", "az://")
 
 
@@ -16,6 +14,8 @@ def is_remote(location: str) -> bool:
 
 def read_size(location: str) -> tuple[int, int] | str:
     """(width, height) from the image header, or an error message string."""
+    from PIL import Image  # on first use: imports without image checks (`loupe eval`) never need Pillow
+
     p = Path(location)
     if not p.exists():
         return "image file not found"

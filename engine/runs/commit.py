@@ -95,7 +95,7 @@ def commit_run(
               "method": method, "iou_type": iou_type, "label_version": label_version,
               "coco_params": params_json(params)}
     stats = stats_dict(res.stats)
-    write_commit(store, run_id, table, stats, _per_class(ev), params)
+    write_commit(store, run_id, table, stats, _per_class(ev), params, counts=_match_counts(run_id, thr, inp, rows))
     counts = {(r["source"], r["status"]): r["count_all"] for r in
               table.select(["source", "status"]).cast(pa.schema([("source", pa.string()), ("status", pa.string())]))
               .group_by(["source", "status"]).aggregate([([], "count_all")]).to_pylist()}
@@ -106,11 +106,12 @@ def commit_run(
 
 
 def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float], per_class: list[dict[str, Any]],
-                 params: dict[str, Any]) -> None:
+                 params: dict[str, Any], counts: pa.Table | None = None) -> None:
     """Replace a run's matches index, match counts and evaluation in one transaction.
 
     ``table`` holds the matches columns plus each object's ``label`` (an Arrow table or a relation
-    DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer).
+    DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer). ``counts``: the
+    per-item match counts already computed (:func:`_match_counts`), else they are grouped from ``table``.
     """
     con = store.con
     con.register("__new_matches", table)
@@ -118,7 +119,10 @@ def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float],
         with store.transaction():
             con.execute("DELETE FROM matches WHERE run_id = ?", [run_id])
             con.execute("INSERT INTO matches SELECT * EXCLUDE (label) FROM __new_matches")
-            match_counts.write_committed(store, run_id, "__new_matches")
+            if counts is None:
+                match_counts.write_committed(store, run_id, "__new_matches")
+            else:
+                match_counts.write_counted(store, run_id, counts)
             con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?::JSON, ?::JSON, now()::TIMESTAMP)",
@@ -273,12 +277,22 @@ def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -
     return best, arg
 
 
+def _segment_max(idx: np.ndarray, iou: np.ndarray, n: int) -> np.ndarray:
+    """Per index (``idx`` sorted): max IoU, 0 when it has no rows or only -inf ones."""
+    out = np.zeros(n)
+    if len(idx):
+        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
+        out[idx[starts]] = np.fmax(np.maximum.reduceat(iou, starts), 0.0)
+    return out
+
+
 def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
-    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU."""
+    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU
+    (0 when none; the pair lists hold IoU > 0 only)."""
     best, arg = _segment_best(idx, iou, other, n)
-    s, _ = _segment_best(idx, np.where(same, iou, -np.inf), other, n)
-    o, _ = _segment_best(idx, np.where(same, -np.inf, iou), other, n)
-    return best, arg, np.nan_to_num(s, nan=0.0), np.nan_to_num(o, nan=0.0)
+    s = _segment_max(idx, np.where(same, iou, -np.inf), n)
+    o = _segment_max(idx, np.where(same, -np.inf, iou), n)
+    return best, arg, s, o
 
 
 _STATUS = pa.array(["tp", "fp", "fn", "ignored"], pa.string())
@@ -302,9 +316,9 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
     # best IoU across labels, same-label and other-label maxima (for error types)
-    same = d.label[cross.dt] == g.label[cross.gt] if len(cross.dt) else np.zeros(0, bool)
+    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
     d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
-    by_gt = np.argsort(cross.gt, kind="stable")
+    by_gt = np.argsort(cross.gt * max(nd, 1) + cross.dt)  # (gt, dt) order: pairs are unique, one int64 key
     g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
 
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
@@ -366,6 +380,35 @@ def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float, cla
         "label": _labels(g, inp, class_agnostic),
     })
     return pa.concat_tables([pred_rows, gt_rows])
+
+
+def _match_counts(run_id: int, thr: float, inp: EvalInputs, r: _ObjectRows) -> pa.Table:
+    """The run's ``item_match_counts`` rows from the commit's own arrays (engine.store.match_counts): per
+    item, prediction tp / fp and GT fn counts over all labels (label NULL) and per label (the object's own)."""
+    d_ok = r.d_status <= 1  # tp 0 / fp 1 (not ignored 3)
+    g_ok = r.g_status == 2  # fn
+    item = np.r_[inp.dt.item_id[d_ok], inp.gt.item_id[g_ok]]
+    status = np.r_[r.d_status[d_ok], r.g_status[g_ok]].astype(np.int64)  # 0 tp, 1 fp, 2 fn
+    lab = np.r_[inp.dt.cat_rank[d_ok], inp.gt.cat_rank[g_ok]]  # indexes inp.categories (every label)
+    items, item_pos = np.unique(item, return_inverse=True)
+    n_lab = max(len(inp.categories), 1)
+    k_all, n_all = np.unique(item_pos * 3 + status, return_counts=True)
+    k_lab, n_lab_rows = np.unique((item_pos * 3 + status) * n_lab + lab, return_counts=True)
+    k_lab_all = k_lab // n_lab
+    key = np.r_[k_all, k_lab_all]
+    st = key % 3
+    labels = pa.array(inp.categories, pa.string())
+    lab_codes = np.r_[np.full(len(k_all), -1), k_lab % n_lab]
+    n = len(key)
+    return pa.table({
+        "run_id": pa.array(np.full(n, run_id, np.int32)),
+        "iou_threshold": pa.array(np.full(n, thr)),
+        "item_id": pa.array(items[key // 3], pa.int64()),
+        "source": pa.array(["prediction", "prediction", "gt"]).take(pa.array(st)),
+        "status": pa.array(["tp", "fp", "fn"]).take(pa.array(st)),
+        "label": labels.take(pa.array(lab_codes, pa.int64(), mask=lab_codes < 0)),
+        "n": pa.array(np.r_[n_all, n_lab_rows], pa.int64()),
+    })
 
 
 def _lookup(p: Pairs, di: np.ndarray, gi: np.ndarray) -> np.ndarray:

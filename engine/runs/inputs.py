@@ -17,9 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from udfs.iou import box_iou_pairs
+
 from ..api.dataset import label_state
 from ..errors import LoupeError
-from engine.store.database import Store
+from engine.store.database import Store, to_arrow
 
 GEOMETRY_KINDS = ("box", "polygon", "segmentation")
 
@@ -221,14 +223,21 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
                                    "w": d.w, "h": d.h}))
     on_cat = "AND d.cat = g.cat" if same_category else ""
     try:
-        res = con.execute(
-            f"""SELECT d.di, g.gi, {'1.0' if all_pairs else 'box_iou(d.x, d.y, d.w, d.h, g.x, g.y, g.w, g.h, g.crowd)'} AS iou
-                FROM __pd d JOIN __pg g ON d.img = g.img {on_cat}
-                 {'' if all_pairs else 'AND box_overlaps(d.x, d.y, d.w, d.h, g.x, g.y, g.w, g.h)'}""").fetchnumpy()
+        # DuckDB finds the overlapping pairs (hash join + range filter); their IoU is computed over the
+        # id columns in numpy (udfs.iou.box_iou_pairs, pycocotools' float order): the box_iou macro over
+        # 1.1M cross-label pairs cost twice the join, and fetchnumpy a third more than Arrow.
+        res = to_arrow(con.sql(
+            f"""SELECT d.di, g.gi FROM __pd d JOIN __pg g ON d.img = g.img {on_cat}
+                 {'' if all_pairs else 'AND box_overlaps(d.x, d.y, d.w, d.h, g.x, g.y, g.w, g.h)'}"""))
     finally:
         con.unregister("__pd")
         con.unregister("__pg")
-    return _sorted_pairs(res["di"], res["gi"], res["iou"])
+    di = _np(res.column("di"), np.int64)
+    gi = _np(res.column("gi"), np.int64)
+    if all_pairs:
+        return _sorted_pairs(di, gi, np.ones(len(di)))
+    iou = box_iou_pairs(d.x[di], d.y[di], d.w[di], d.h[di], g.x[gi], g.y[gi], g.w[gi], g.h[gi], g.crowd[gi])
+    return _sorted_pairs(di, gi, iou)
 
 
 def _sorted_pairs(di, gi, iou) -> Pairs:
@@ -237,7 +246,9 @@ def _sorted_pairs(di, gi, iou) -> Pairs:
     iou = np.asarray(iou, np.float64)
     keep = iou > 0
     di, gi, iou = di[keep], gi[keep], iou[keep]
-    order = np.lexsort((gi, di))
+    # (dt, gt) order through one int64 key (pairs are unique): 3-10x faster than lexsort on two keys; a
+    # stable sort profits from the runs of equal dt the hash join emits
+    order = np.argsort(di * (int(gi.max(initial=0)) + 1) + gi, kind="stable")
     return Pairs(dt=di[order], gt=gi[order], iou=iou[order])
 
 

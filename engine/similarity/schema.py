@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlglot import exp
-
 if TYPE_CHECKING:
     from engine.store.database import Store
 
@@ -47,6 +45,8 @@ def vector_table(dim: int) -> str:
 
 def vector_ddl(dim: int) -> str:
     """CREATE statement of the dimension's vector table (built with sqlglot: the name and type from an int)."""
+    from sqlglot import exp  # here, not at the top: every Store imports this module (sqlglot: ~0.1 s)
+
     d = int(dim)
     if d <= 0:
         raise ValueError("dimension must be positive")

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 from queries.fields import MATCH_COUNTS
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from engine.store.database import Store
 
 TABLES = ("item_match_counts", "match_count_state")
@@ -70,6 +72,20 @@ def write_committed(store: "Store", run_id: int, rows: str) -> None:
     con = store.con
     _forget(con, "($run)", {"run": run_id})
     con.execute(_COUNT.format(rows=rows))
+    _set_state(con, run_id)
+
+
+def write_counted(store: "Store", run_id: int, counts: "pa.Table") -> None:
+    """Replace a run's counts with rows its commit counted itself (the ``item_match_counts`` columns, in
+    order; ``engine.runs.commit`` counts in numpy, ~5x cheaper than grouping the matches rows again). Call
+    inside the commit's transaction, after inserting its matches rows."""
+    con = store.con
+    _forget(con, "($run)", {"run": run_id})
+    con.register("__new_match_counts", counts)
+    try:
+        con.execute("INSERT INTO item_match_counts SELECT * FROM __new_match_counts")
+    finally:
+        con.unregister("__new_match_counts")
     _set_state(con, run_id)
 
 
