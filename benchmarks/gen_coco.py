@@ -23,19 +23,28 @@ def make_pair(
 
 
 def write_pair(gt_path, res_path, n_images: int = 5000, n_dets: int = 500_000, n_classes: int = 80,
-               seed: int = 0, rows_per_write: int = 500_000) -> None:
-    """Write the same pair as :func:`make_pair` to two JSON files, the results streamed in slices
-    (20M detections as Python dicts would need ~10 GB; the slices keep it to the numpy arrays)."""
+               seed: int = 0) -> None:
+    """Write the pair of :func:`make_pair` to two JSON files; the results (the same numbers, in the
+    same order) are written by DuckDB from Arrow columns: 20M detections as Python dicts would need
+    ~10 GB and ~15 minutes of ``json.dumps``."""
+    import duckdb
+    import pyarrow as pa
+
     gt, (d_img, d_cat, d_box, d_score, order) = _make(n_images, n_dets, n_classes, seed)
     with open(gt_path, "w") as f:
         json.dump(gt, f)
     del gt
-    with open(res_path, "w") as f:
-        f.write("[")
-        for a in range(0, len(order), rows_per_write):
-            part = json.dumps(_results(d_img, d_cat, d_box, d_score, order[a:a + rows_per_write]))
-            f.write((", " if a else "") + part[1:-1])
-        f.write("]")
+    box = d_box[order]
+    res = pa.table({"image_id": d_img[order] + 1, "category_id": d_cat[order] + 1,
+                    "bbox": pa.FixedSizeListArray.from_arrays(pa.array(box.ravel()), 4),
+                    "score": d_score[order]})
+    del box
+    con = duckdb.connect()
+    con.register("res", res)
+    con.execute("SET preserve_insertion_order = true")
+    con.execute("COPY (SELECT image_id, category_id, bbox::DOUBLE[] AS bbox, score FROM res) TO "
+                "'" + str(res_path).replace("'", "''") + "' (FORMAT json, ARRAY true)")
+    con.close()
 
 
 def _results(d_img, d_cat, d_box, d_score, order) -> list[dict]:

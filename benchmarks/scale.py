@@ -6,7 +6,9 @@ workspace file (``--db``, deleted first), imports GT + results (``clip="keep"``,
 commits the run (pairs, matching, the per-object index, cached stats) and reads the metrics.
 Printed per phase: wall and CPU seconds, the highest RSS sampled during the phase (every 50 ms),
 and at the end the process's peak RSS (VmHWM, which the sampler can miss between samples) and the
-load average, since the machine is shared.
+load average, since the machine is shared. The sampler is a Python thread: it cannot run while
+the main thread holds the GIL, so VmHWM is the figure to quote. DuckDB's own memory
+(``duckdb_memory()``) is printed after each phase.
 
 Usage::
 
@@ -64,15 +66,20 @@ def child(a: argparse.Namespace) -> dict:
         s.phase = name
         t, c = time.perf_counter(), time.process_time()
         out = fn()
-        phases[name] = {"s": time.perf_counter() - t, "cpu": time.process_time() - c}
+        duck = ws.store.scalar("SELECT sum(memory_usage_bytes) FROM duckdb_memory()")
+        phases[name] = {"s": time.perf_counter() - t, "cpu": time.process_time() - c,
+                        "duckdb_mb": (duck or 0) / 2**20, "rss_after_mb": _status_mb("VmRSS")}
         return out
 
     ws = engine.connect(str(db), shared=False)
     phase("import", lambda: ws.import_coco(a.gt, "bench", results=a.res, run="dets", check_images=False,
                                            clip="keep"))
     run = ws.get_run("dets")
-    kw = {} if a.chunk_dets is None else {"chunk_dets": a.chunk_dets}
-    phase("commit", lambda: run.commit(**kw))
+    if a.chunk_dets is not None:
+        from engine.runs import chunks
+
+        chunks.CHUNK_DETECTIONS = a.chunk_dets
+    phase("commit", lambda: run.commit())
     m = phase("metrics", lambda: run.metrics())
     s.phase = "end"
     time.sleep(0.1)
@@ -103,18 +110,21 @@ def main() -> None:
            f"print(*data_files({a.images}, {a.dets}, {a.seed}), sep='\\n')")
     t = time.perf_counter()
     gt, res = subprocess.run([sys.executable, "-c", gen], cwd=ROOT, check=True, capture_output=True,
-                             text=True).stdout.split()
+                             text=True).stdout.splitlines()[-2:]
     print(f"data: {Path(gt).name} ({Path(gt).stat().st_size / 1e6:.0f} MB), {Path(res).name} "
           f"({Path(res).stat().st_size / 1e6:.0f} MB), ready in {time.perf_counter() - t:.0f} s")
     cmd = [sys.executable, __file__, "--child", "--gt", gt, "--res", res, "--db", a.db]
     if a.chunk_dets is not None:
         cmd += ["--chunk-dets", str(a.chunk_dets)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        sys.exit(out.stderr)
     r = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"{r['counts']['gt']:,} GT, {r['counts']['dets']:,} detections; workspace file {r['db_mb']:.0f} MB")
-    print(f"{'phase':10}{'wall s':>9}{'CPU s':>9}{'max sampled RSS MB':>21}")
+    print(f"{'phase':10}{'wall s':>9}{'CPU s':>9}{'max sampled RSS MB':>21}{'RSS after':>11}{'DuckDB MB':>11}")
     for k, v in r["phases"].items():
-        print(f"{k:10}{v['s']:9.1f}{v['cpu']:9.1f}{v['rss_max_mb']:21.0f}")
+        print(f"{k:10}{v['s']:9.1f}{v['cpu']:9.1f}{v['rss_max_mb']:21.0f}{v['rss_after_mb']:11.0f}"
+              f"{v['duckdb_mb']:11.0f}")
     print(f"peak RSS (VmHWM): {r['peak_rss_mb']:.0f} MB; load average after: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print("stats:", ", ".join(f"{v:.6f}" for v in r["stats"]))
