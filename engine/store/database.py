@@ -76,9 +76,13 @@ _KNOWN_MAGIC = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet
 
 
 def _file_config(path: str | None) -> dict[str, str]:
-    """Connection settings of a workspace: a memory limit for file workspaces (FILE_MEMORY_LIMIT)."""
+    """Connection settings of a file workspace: a memory limit (FILE_MEMORY_LIMIT), and DuckDB's allocator
+    background threads, which hand freed memory back to the OS (without them, reading a 4M-detection run's
+    evaluation inputs left RSS at 1.14 GB instead of 0.80 GB)."""
+    if path is None:
+        return {}
     limit = os.environ.get("LOUPE_MEMORY_LIMIT", FILE_MEMORY_LIMIT)
-    return {"memory_limit": limit} if path is not None and limit else {}
+    return {"allocator_background_threads": "true", **({"memory_limit": limit} if limit else {})}
 
 
 def check_header(path: str, read_only: bool = False) -> None:
