@@ -33,14 +33,13 @@ def data_files(n_images: int, n_dets: int, seed: int = 0) -> tuple[Path, Path]:
     res = DATA / f"res_{n_images}_{n_dets}_s{seed}.json"
     if not (gt.exists() and res.exists()):
         sys.path.insert(0, str(ROOT))
-        from benchmarks.gen_coco import make_pair
+        from benchmarks.gen_coco import write_pair
 
         DATA.mkdir(parents=True, exist_ok=True)
-        g, r = make_pair(n_images=n_images, n_dets=n_dets, seed=seed)
-        for path, obj in ((gt, g), (res, r)):
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(obj))
-            tmp.replace(path)
+        tg, tr = gt.with_suffix(".tmp"), res.with_suffix(".tmp")
+        write_pair(tg, tr, n_images=n_images, n_dets=n_dets, seed=seed)  # streamed: 20M dets fit
+        tg.replace(gt)
+        tr.replace(res)
     return gt, res
 
 

@@ -103,6 +103,12 @@ def write_import(
     return summary
 
 
+def release_arrow_memory() -> None:
+    """Hand the Arrow pool's freed memory back to the OS after a bulk import: mimalloc otherwise keeps
+    it (GBs after 20M detections), and what follows (a commit: numpy) cannot reuse it."""
+    pa.default_memory_pool().release_unused()
+
+
 def write_run(ws: "Workspace", ds: "Dataset", predictions: pa.Table, run: str | None, model: str | None,
               clip: bool | str = False) -> int:
     """Store predictions as run ``run`` of ``model`` (registered on first use). Returns their count."""

@@ -54,6 +54,7 @@ from ._common import (
     first_duplicate,
     json_text,
     lookup,
+    release_arrow_memory,
     write_import,
     write_run,
 )
@@ -659,9 +660,13 @@ def import_coco(
             items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
             preds = parse_results(results, index, raw.result())
         run = run or Path(results).stem
-    return write_import(ws, dataset, items, anns, check_images=images_dir is not None if check_images is None
-                        else check_images, clip=clip, metadata=patch, predictions=preds, run=run, model=model,
-                        progress=progress)
+        del raw
+    summary = write_import(ws, dataset, items, anns, check_images=images_dir is not None if check_images is None
+                           else check_images, clip=clip, metadata=patch, predictions=preds, run=run, model=model,
+                           progress=progress)
+    del items, anns, preds
+    release_arrow_memory()
+    return summary
 
 
 def import_coco_results(ws: "Workspace", path: str | Path, dataset: str, run: str | None = None,

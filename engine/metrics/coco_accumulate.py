@@ -79,15 +79,25 @@ def accumulate_curves(
     cp = (np.cumsum(hit, dtype=i32) - 1)[pos]
     ex, nd, first_score = _before_counts(ctx, hit)
 
-    # One threshold at a time keeps memory bounded; curves come out in (t, m, a, k) order.
+    # One threshold at a time keeps memory bounded (its TP precisions are sampled before the next
+    # threshold's are made: 20M detections hold ~4 GB of them over all thresholds); curves come out
+    # in (m, a, k) order per threshold.
     by_t = stable_order((thr, T))
     t_bounds = np.searchsorted(thr[by_t], np.arange(T + 1))
-    pr_parts, sc_parts, gid_parts = [], [], []
+    R = len(rec_thrs)
+    precision, scores = np.empty((T, R, K, A, M)), np.empty((T, R, K, A, M))
+    recall = np.empty((T, K, A, M))
     for t in range(T):
         sub = by_t[t_bounds[t]:t_bounds[t + 1]]
+        pr_parts, sc_parts, gid_parts = [], [], []
         _curves_at_threshold(ctx, t, area[sub], cp[sub], tp[sub], ex, pr_parts, sc_parts, gid_parts)
-    return _sample_curves(np.concatenate(pr_parts + [np.zeros(1)]), np.concatenate(sc_parts + [np.zeros(1)]),
-                          np.concatenate(gid_parts), npig, nd, first_score, rec_thrs, T, M, A, K)
+        gid = np.concatenate(gid_parts) - i32(t * M * A * K)
+        p_t, r_t, s_t = _sample_curves(np.concatenate(pr_parts + [np.zeros(1)]),
+                                       np.concatenate(sc_parts + [np.zeros(1)]), gid, npig, nd, first_score,
+                                       rec_thrs, 1, M, A, K)
+        precision[t], recall[t], scores[t] = p_t[0], r_t[0], s_t[0]
+        del pr_parts, sc_parts, gid_parts, gid, p_t, r_t, s_t
+    return precision, recall, scores
 
 
 @dataclass

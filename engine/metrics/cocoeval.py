@@ -159,9 +159,9 @@ class CocoResult:
     ap_per_class: np.ndarray
     ap50_per_class: np.ndarray
     ar_per_class: np.ndarray
-    dt_match: np.ndarray
-    dt_ignore: np.ndarray
-    gt_match: np.ndarray
+    dt_match: np.ndarray | None  # None: finish(per_object=False)
+    dt_ignore: np.ndarray | None
+    gt_match: np.ndarray | None
     gt_ignore: np.ndarray
     dt_dropped: np.ndarray
     dt_rank: np.ndarray = field(repr=False)
@@ -374,8 +374,10 @@ def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndar
         objs.gt_match[tc[o][last], gc[o][last]] = dc[o][last]
 
 
-def finish(plan: CocoPlan, mt: CocoMatches) -> CocoResult:
-    """Accumulate and summarize all matches into a CocoResult (with the per-object outputs)."""
+def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True) -> CocoResult:
+    """Accumulate and summarize all matches into a CocoResult (with the per-object outputs unless
+    ``per_object`` is False: then ``dt_match``/``dt_ignore``/``gt_match`` are None; a commit has
+    already recorded them chunk by chunk, and at 20M detections they take ~1 GB)."""
     p, a_all = plan.params, plan.a_all
     m_ig = plan.g_ig[mt.area, mt.gt]
     precision, recall, scores = accumulate_curves(
@@ -384,8 +386,10 @@ def finish(plan: CocoPlan, mt: CocoMatches) -> CocoResult:
     )
     del m_ig
     stats = summarize_keypoints(precision, recall, p) if p.iou_type == "keypoints" else summarize(precision, recall, p)
-    objs = new_objects(plan)
-    record(plan, mt, objs)
+    objs = None
+    if per_object:
+        objs = new_objects(plan)
+        record(plan, mt, objs)
     m_last = len(plan.max_dets) - 1
     ap = _masked_mean(precision[:, :, :, a_all, m_last], k_axis=2)
     t50 = np.flatnonzero(plan.iou_thrs == .5)
@@ -394,7 +398,8 @@ def finish(plan: CocoPlan, mt: CocoMatches) -> CocoResult:
     return CocoResult(
         params=p, precision=precision, recall=recall, scores=scores, stats=stats,
         ap_per_class=ap, ap50_per_class=ap50, ar_per_class=ar,
-        dt_match=objs.dt_match, dt_ignore=objs.dt_ignore, gt_match=objs.gt_match,
+        dt_match=None if objs is None else objs.dt_match, dt_ignore=None if objs is None else objs.dt_ignore,
+        gt_match=None if objs is None else objs.gt_match,
         gt_ignore=plan.g_ig[a_all].copy(), dt_dropped=~plan.evaluated, dt_rank=plan.rank,
     )
 

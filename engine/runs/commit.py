@@ -84,7 +84,9 @@ def commit_run(
             m = _match(sub, sp, xp, thr, allowed, method, max_dets)
         rows.put(ch, *_object_values(sub, xp, m, thr))
 
-    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk)
+    # per-object outputs come from on_chunk (rows): not built again over every object
+    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
+                          per_object=False)
     ev = RunEvaluation(inp, res, iou_type, label_version)
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
         rows.d_status[res.dt_dropped] = 3

@@ -61,6 +61,7 @@ def evaluate_inputs(
     chunk_dets: int | None = None,
     cross: bool = False,
     on_chunk: ChunkHook | None = None,
+    per_object: bool = True,
 ) -> CocoResult:
     """COCO evaluation of gathered inputs, chunk by chunk.
 
@@ -70,6 +71,7 @@ def evaluate_inputs(
             pass them to ``on_chunk``, as a commit needs for best-IoU and error types.
         on_chunk: called after each chunk is matched with the chunk, its inputs, pairs and
             per-object matches, all in the chunk's local indices.
+        per_object: also return the per-object outputs over all objects (``finish``).
     """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
@@ -99,7 +101,7 @@ def evaluate_inputs(
         del sp, xp, mt
     mt = concat_matches(parts)
     parts.clear()  # the concatenated copy is enough
-    return finish(plan, mt)
+    return finish(plan, mt, per_object)
 
 
 def _plan(inp: EvalInputs, params: CocoParams | None, ignore: np.ndarray | None = None) -> CocoPlan:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -24,6 +25,10 @@ from .sharing import Gate
 
 SCHEMA_VERSION = 1
 _LOCK_PID = re.compile(r"\(PID (\d+)\)")
+# DuckDB's memory limit for a FILE workspace (its buffer pool otherwise keeps up to 80% of RAM of cached
+# blocks; a file workspace can evict them and spill joins/sorts to FILE.tmp). LOUPE_MEMORY_LIMIT sets it
+# ("" = DuckDB's default); in-memory workspaces keep DuckDB's default (their tables must stay in RAM).
+FILE_MEMORY_LIMIT = "4GB"
 
 
 def _read_sql(package: str, name: str) -> str:
@@ -68,6 +73,16 @@ def may_write(sql: Any) -> bool:
 
 _DUCKDB_MAGIC = (8, b"DUCK")  # a DuckDB database file has "DUCK" at byte offset 8
 _KNOWN_MAGIC = {b"SQLite format 3\x00": "a SQLite database", b"PAR1": "a Parquet file", b"PK\x03\x04": "a zip file"}
+
+
+def _file_config(path: str | None) -> dict[str, str]:
+    """Connection settings of a file workspace: a memory limit (FILE_MEMORY_LIMIT), and DuckDB's allocator
+    background threads, which hand freed memory back to the OS (without them, reading a 4M-detection run's
+    evaluation inputs left RSS at 1.14 GB instead of 0.80 GB)."""
+    if path is None:
+        return {}
+    limit = os.environ.get("LOUPE_MEMORY_LIMIT", FILE_MEMORY_LIMIT)
+    return {"allocator_background_threads": "true", **({"memory_limit": limit} if limit else {})}
 
 
 def check_header(path: str, read_only: bool = False) -> None:
@@ -272,7 +287,7 @@ class Store:
     def _open_root(self) -> None:
         target = self._target
         try:
-            con = duckdb.connect(target, read_only=self.read_only)
+            con = duckdb.connect(target, read_only=self.read_only, config=_file_config(self.path))
         except duckdb.IOException as e:
             msg = str(e)
             if "lock" in msg.lower():
