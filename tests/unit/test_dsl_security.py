@@ -6,6 +6,7 @@ table is bit-for-bit unchanged, and (3) values round-trip exactly (the string ma
 """
 from __future__ import annotations
 
+import itertools
 import json
 
 import pyarrow as pa
@@ -218,11 +219,20 @@ def test_token_soup_compiles_and_runs_or_raises_a_dsl_error(ws, text):
             assert "query failed while running" in str(e)
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.fixture(scope="module")
+def blank():
+    """One empty workspace for the examples that only need a Loupe connection (opening one per example
+    cost ~0.5 s each: most of this module's time)."""
+    w = engine.connect()
+    yield w
+    w.close()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.text().filter(lambda s: "\x00" not in s))
-def test_string_literals_round_trip_through_duckdb(s):
+def test_string_literals_round_trip_through_duckdb(blank, s):
     sql = literal(s).sql.sql("duckdb")
-    assert engine.connect().store.con.execute(f"SELECT {sql}").fetchone()[0] == s
+    assert blank.store.con.execute(f"SELECT {sql}").fetchone()[0] == s
 
 
 @settings(max_examples=300, deadline=None)
@@ -233,21 +243,22 @@ def test_dsl_string_quoting_round_trips(s):
     assert s in lits
 
 
-@settings(max_examples=200, deadline=None)
+_META_DATASETS = itertools.count()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.dictionaries(st.text(min_size=1, max_size=8).filter(lambda s: "\x00" not in s),
                        st.one_of(st.integers(-10**6, 10**6), st.text(max_size=5).filter(lambda s: "\x00" not in s),
                                  st.booleans()), min_size=1,
                        max_size=3))
-def test_metadata_keys_of_any_text_are_found(meta):
-    w = engine.connect()
-    try:
-        ds = w.create_dataset("m")
-        ds.append([engine.DatasetItem("/a.png", "a", metadata=meta, width=1, height=1)], check_images=False)
-        for key, value in meta.items():
-            lit = json.dumps(value) if not isinstance(value, str) else quote(value)
-            if isinstance(value, bool):
-                lit = "true" if value else "false"
-            got = ds.query(f"metadata.{quote(key)} = {lit}").column("reference_id").to_pylist()
-            assert got == ["a"], (key, value)
-    finally:
-        w.close()
+def test_metadata_keys_of_any_text_are_found(blank, meta):
+    # a fresh dataset per example in one workspace (a query reads one dataset; the earlier examples'
+    # datasets stay, so this also checks that no other dataset's keys leak in)
+    ds = blank.create_dataset(f"m{next(_META_DATASETS)}")
+    ds.append([engine.DatasetItem("/a.png", "a", metadata=meta, width=1, height=1)], check_images=False)
+    for key, value in meta.items():
+        lit = json.dumps(value) if not isinstance(value, str) else quote(value)
+        if isinstance(value, bool):
+            lit = "true" if value else "false"
+        got = ds.query(f"metadata.{quote(key)} = {lit}").column("reference_id").to_pylist()
+        assert got == ["a"], (key, value)
