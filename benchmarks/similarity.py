@@ -137,7 +137,18 @@ def run_hnsw(n: int) -> dict:
     exact = [set(ds.similar(q, k=10, embeddings="v").column(0).to_pylist()) for q in qs]
     approx = [set(ds.similar(q, k=10, embeddings="v", method="hnsw").column(0).to_pylist()) for q in qs]
     recall_q = float(np.mean([len(a & b) / 10 for a, b in zip(exact, approx)]))
-    return {"part": "hnsw", "side": "loupe", "n": n, "build_s": build, "build_cpu_s": build_cpu, "recall_at_10_build": report["recall_at_10"],
+    from engine.similarity import hnsw
+
+    grid = []  # the same ds.similar path with other search widths (one build)
+    defaults = (entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES)
+    for ef, rerank, floor in ((64, 4, 40), (128, 10, 100), (256, 20, 200), (512, 40, 400)):
+        entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES = ef, rerank, floor
+        ms = p50(lambda q: ds.similar(q, k=10, embeddings="v", method="hnsw"), qs)
+        got = [set(ds.similar(q, k=10, embeddings="v", method="hnsw").column(0).to_pylist()) for q in qs]
+        grid.append({"expansion_search": ef, "candidates": f"max({rerank}k, {floor})", "p50_ms": ms,
+                     "recall_at_10": float(np.mean([len(a & b) / 10 for a, b in zip(exact, got)]))})
+    entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES = defaults
+    return {"grid": grid, "part": "hnsw", "side": "loupe", "n": n, "build_s": build, "build_cpu_s": build_cpu, "recall_at_10_build": report["recall_at_10"],
             "recall_at_10_queries": recall_q, "p50_ms": ours, "usearch_raw_p50_ms": raw, "peak_mb": peak_mb()}
 
 
@@ -206,6 +217,9 @@ def main() -> None:
               f"build {r['build_s']:.0f} s ({r['build_cpu_s']:.0f} s CPU), recall@10 {r['recall_at_10_build']:.3f} (build sample) / "
               f"{r['recall_at_10_queries']:.3f} (queries), p50 {r['p50_ms']:.2f} ms via ds.similar "
               f"(raw usearch {r['usearch_raw_p50_ms']:.2f} ms), peak RSS {r['peak_mb']:.0f} MB"))
+        for g in r.get("grid", []):
+            print(f"  expansion_search {g['expansion_search']:4d}, {g['candidates']:16s} re-ranked: "
+                  f"recall@10 {g['recall_at_10']:.3f}, p50 {g['p50_ms']:.2f} ms")
     if "dups" in parts:
         r = sub(["dups", str(a.dups_n)])
         print(f"near-duplicates, {a.dups_n:,} 64-bit hashes, max_hamming=10: " + (f"error: {r['error']}" if "error" in r
