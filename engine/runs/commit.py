@@ -222,8 +222,12 @@ def _match(inp: EvalInputs, same: Pairs, cross: Pairs, thr: float, allowed: set,
     """Matching at the commit threshold for one chunk (local indices)."""
     d, g = inp.dt, inp.gt
     if allowed:
-        ok = (d.label[cross.dt] == g.label[cross.gt]) | np.fromiter(
-            ((gl, dl) in allowed for gl, dl in zip(g.label[cross.gt], d.label[cross.dt])), bool, len(cross.dt))
+        rank = {lab: k for k, lab in enumerate(inp.categories)}
+        table = np.zeros((len(rank), len(rank)), bool)  # allowed (gt category, prediction category)
+        for gl, dl in allowed:
+            if gl in rank and dl in rank:
+                table[rank[gl], rank[dl]] = True
+        ok = (d.label[cross.dt] == g.label[cross.gt]) | table[g.cat_rank[cross.gt], d.cat_rank[cross.dt]]
         pairs = Pairs(cross.dt[ok], cross.gt[ok], cross.iou[ok])
         group = d.img
     else:
