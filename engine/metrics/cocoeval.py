@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.metrics.coco_accumulate import accumulate_curves
-from engine.metrics.params_check import validate_params
+from engine.metrics.params import validate_params
 from udfs.matching import CocoMatches, coco_greedy_match, stable_order
 
 __all__ = [

@@ -1,7 +1,9 @@
 """Public COCO evaluation parameters: build and validate a ``CocoParams`` from user values.
 
-The single place where evaluation parameters are checked (the kernel in ``cocoeval`` trusts its
-input). Names follow the public API (``iou_thresholds``, ``recall_thresholds``, ``max_dets``,
+The single place where evaluation parameters are checked: ``coco_params`` for user values and
+``validate_params`` for a ``CocoParams`` entering the kernel (``cocoeval.prepare``/``summarize``), so
+pycocotools' failures deep inside numpy (or silent -1 / NaN) become a ValidationError naming the
+field. Names follow the public API (``iou_thresholds``, ``recall_thresholds``, ``max_dets``,
 ``area_ranges``); each maps to the pycocotools ``Params`` field of the same meaning
 (``iouThrs``, ``recThrs``, ``maxDets``, ``areaRng`` + ``areaRngLbl``).
 """
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import ValidationError
-from .cocoeval import CocoParams
+
+if TYPE_CHECKING:  # cocoeval imports this module: CocoParams is imported where it is built
+    from .cocoeval import CocoParams
 
 __all__ = ["coco_params", "default_params", "params_json", "parse_area_ranges", "parse_floats", "parse_ints",
            "validate_params"]
@@ -34,10 +38,12 @@ def _floats(name: str, values: Sequence[float], lo: float, lo_open: bool) -> tup
     return out
 
 
-def _max_dets(values: Sequence[int]) -> tuple[int, ...]:
+def _max_dets(values: Sequence[int], need: int = 1) -> tuple[int, ...]:
+    """Positive ascending integers, at least ``need`` of them (summarize reads the first three; the
+    keypoint summary only the last)."""
     try:
         out = tuple(int(v) for v in values)
-        exact = all(float(v) == int(v) for v in values)
+        exact = all(float(v) == int(v) and not isinstance(v, bool) for v in values)
     except (TypeError, ValueError):
         raise ValidationError(f"must be a list of integers, got {values!r}", field="max_dets") from None
     if not out:
@@ -46,6 +52,9 @@ def _max_dets(values: Sequence[int]) -> tuple[int, ...]:
         raise ValidationError(f"must be positive integers, got {list(values)}", field="max_dets")
     if any(b <= a for a, b in zip(out, out[1:])):
         raise ValidationError(f"must be strictly ascending, got {list(out)}", field="max_dets")
+    if len(out) < need:
+        raise ValidationError(f"needs at least {need} values (summarize reads "
+                              f"{'the first three' if need == 3 else 'the last'}), got {list(out)}", field="max_dets")
     return out
 
 
@@ -78,7 +87,7 @@ def coco_params(
     area_ranges: Mapping[str, Sequence[float]] | None = None,
     iou_type: str = "bbox",
     kpt_oks_sigmas: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
-) -> CocoParams | None:
+) -> "CocoParams | None":
     """A validated ``CocoParams`` (pycocotools' defaults where None); None when every value is None.
 
     Raises ValidationError naming the field: empty lists, thresholds outside (0, 1] (recall: [0, 1])
@@ -101,7 +110,7 @@ def coco_params(
         kw["area_lbl"], kw["area_rng"] = _area_ranges(area_ranges)
     if kpt_oks_sigmas is not None:
         kw["kpt_oks_sigmas"] = _sigmas(kpt_oks_sigmas)
-    return replace(default_params(iou_type), **kw)
+    return validate_params(replace(default_params(iou_type), **kw))
 
 
 def _sigmas(v: Sequence[float] | Mapping[str, Sequence[float]]) -> tuple:
@@ -122,27 +131,32 @@ def _sigmas(v: Sequence[float] | Mapping[str, Sequence[float]]) -> tuple:
     return one(v, "")
 
 
-def default_params(iou_type: str = "bbox") -> CocoParams:
+def default_params(iou_type: str = "bbox") -> "CocoParams":
     """pycocotools' default ``Params`` for an IoU type."""
     if iou_type == "keypoints":
         from .oks import KEYPOINT_PARAMS
 
         return KEYPOINT_PARAMS
+    from .cocoeval import CocoParams
+
     return CocoParams()
 
 
-def validate_params(p: CocoParams) -> CocoParams:
-    """Check an existing ``CocoParams`` with the same rules as :func:`coco_params`; returns it."""
+def validate_params(p: "CocoParams") -> "CocoParams":
+    """``p`` if it describes a COCO evaluation (the rules of :func:`coco_params`, plus at least three
+    max_dets for bbox/segm, one for keypoints); else a ValidationError naming the public field."""
     _floats("iou_thresholds", p.iou_thrs, 0.0, True)
     _floats("recall_thresholds", p.rec_thrs, 0.0, False)
-    _max_dets(p.max_dets)
-    if len(p.area_lbl) != len(p.area_rng):
-        raise ValidationError("one name per area range", field="area_ranges")
-    _area_ranges(dict(zip(p.area_lbl, p.area_rng)))
+    _max_dets(p.max_dets, need=1 if p.iou_type == "keypoints" else 3)
+    lbl = list(p.area_lbl)
+    if len(lbl) != len(p.area_rng) or len(set(lbl)) != len(lbl):
+        raise ValidationError(f"needs one distinct name per area range ({len(p.area_rng)}), got {lbl}",
+                              field="area_ranges")
+    _area_ranges(dict(zip(lbl, p.area_rng)))
     return p
 
 
-def params_json(p: CocoParams | None) -> dict[str, Any] | None:
+def params_json(p: "CocoParams | None") -> dict[str, Any] | None:
     """JSON-able form of non-default parameters (None for the defaults), stored with a commit."""
     if p is None or p == default_params(p.iou_type):
         return None

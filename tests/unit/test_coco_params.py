@@ -1,5 +1,5 @@
-"""COCO evaluation parameters are validated where they enter (issue 13, C12): a ValidationError naming
-the field, not a numpy error deep in the kernel (an empty area-range list raised
+"""COCO evaluation parameters are validated where they enter the kernel (issue 13, C12), by the same
+rules as the public API (engine.metrics.params): a ValidationError naming the public field, not a numpy error deep in the kernel (an empty area-range list raised
 "need at least one array to stack")."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from engine.errors import ValidationError
 from engine.metrics.cocoeval import CocoParams, DtArrays, GtArrays, PairArrays, evaluate, summarize
-from engine.metrics.params_check import validate_params
+from engine.metrics.params import validate_params
 
 
 def _tiny():
@@ -19,21 +19,21 @@ def _tiny():
 
 
 @pytest.mark.parametrize("kw,field", [
-    (dict(area_rng=(), area_lbl=()), "area_rng"),
-    (dict(area_rng=((10.0, 5.0),), area_lbl=("all",)), "area_rng"),
-    (dict(area_rng=((0.0, float("nan")),), area_lbl=("all",)), "area_rng"),
-    (dict(area_rng=((0.0, 1e10),), area_lbl=("all", "small")), "area_lbl"),
-    (dict(area_rng=((0.0, 1e10), (0.0, 5.0)), area_lbl=("all", "all")), "area_lbl"),
+    (dict(area_rng=(), area_lbl=()), "area_ranges"),
+    (dict(area_rng=((10.0, 5.0),), area_lbl=("all",)), "area_ranges"),
+    (dict(area_rng=((0.0, float("nan")),), area_lbl=("all",)), "area_ranges"),
+    (dict(area_rng=((0.0, 1e10),), area_lbl=("all", "small")), "area_ranges"),
+    (dict(area_rng=((0.0, 1e10), (0.0, 5.0)), area_lbl=("all", "all")), "area_ranges"),
     (dict(max_dets=()), "max_dets"),
     (dict(max_dets=(100,)), "max_dets"),
     (dict(max_dets=(0, 10, 100)), "max_dets"),
     (dict(max_dets=(1.5, 10, 100)), "max_dets"),
-    (dict(iou_thrs=()), "iou_thrs"),
-    (dict(iou_thrs=(0.0, 0.5)), "iou_thrs"),
-    (dict(iou_thrs=(0.5, 1.5)), "iou_thrs"),
-    (dict(iou_thrs=("a",)), "iou_thrs"),
-    (dict(rec_thrs=()), "rec_thrs"),
-    (dict(rec_thrs=(0.5, 2.0)), "rec_thrs"),
+    (dict(iou_thrs=()), "iou_thresholds"),
+    (dict(iou_thrs=(0.0, 0.5)), "iou_thresholds"),
+    (dict(iou_thrs=(0.5, 1.5)), "iou_thresholds"),
+    (dict(iou_thrs=("a",)), "iou_thresholds"),
+    (dict(rec_thrs=()), "recall_thresholds"),
+    (dict(rec_thrs=(0.5, 2.0)), "recall_thresholds"),
 ])
 def test_bad_params_are_refused_naming_the_field(kw, field):
     gt, dt, pairs = _tiny()
