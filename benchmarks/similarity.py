@@ -10,7 +10,9 @@ Parts:
   warm-up. numpy = unit matrix @ q + argpartition (the floor); faiss = IndexFlatIP.search; Loupe =
   ``ds.similar(vector, k=10)`` on a workspace holding the set (includes the id lookup of the 10 rows).
 - hnsw: ``ds.similarity_index`` (usearch HNSW, built once; its recall@10 vs exact on 200 of the set's vectors) and
-  p50 of ``ds.similar(..., method="hnsw")`` on clustered vectors (raw usearch search p50 beside it).
+  p50 of ``ds.similar(..., method="hnsw")`` over 100 queries on clustered vectors (raw usearch search p50 beside it),
+  then a grid of search widths on the same graph. ``--hnsw-db F`` keeps the workspace and its index in F: build
+  once (under load, if need be), then measure queries on a quiet machine with a second run.
 - dups: ``ds.find_duplicates(max_hamming=10)`` over N 64-bit hashes (random, 1 % planted near-duplicates at 1-10
   bits), the DuckDB band join; recall of the planted pairs is printed.
 Memory: each subprocess' peak RSS (VmHWM), which includes the generated data.
@@ -66,12 +68,16 @@ def p50(f, qs) -> float:
     return float(np.median(ts) * 1000)
 
 
-def workspace_with(vectors: np.ndarray | None = None, hashes: np.ndarray | None = None):
+def workspace_with(vectors: np.ndarray | None = None, hashes: np.ndarray | None = None, db: str | None = None):
+    """A workspace (in memory, or the file ``db``) holding the set; an existing ``db`` is reopened as is."""
     import pyarrow as pa
 
     import engine
 
-    ws = engine.connect()
+    if db is not None and Path(db).exists():
+        ws = engine.connect(db)
+        return ws, ws.get_dataset("bench")
+    ws = engine.connect(db) if db is not None else engine.connect()
     ds = ws.create_dataset("bench")
     n = len(vectors) if vectors is not None else len(hashes)
     refs = pa.array([f"i{i}" for i in range(n)])
@@ -121,13 +127,12 @@ def run_exact(side: str, n: int) -> dict:
     return out
 
 
-def run_hnsw(n: int) -> dict:
-    x = clustered(n)
-    qs = queries()
-    ws, ds = workspace_with(vectors=x)
-    del x
+def run_hnsw(n: int, db: str | None = None) -> dict:
+    qs = queries(100)
+    reused = db is not None and Path(db).exists()
+    ws, ds = workspace_with(vectors=None if reused else clustered(n), db=db)
     t, c = time.perf_counter(), time.process_time()
-    report = ds.similarity_index("v")
+    report = ds.similarity_index("v")  # built, or read from beside a reused workspace file
     build, build_cpu = time.perf_counter() - t, time.process_time() - c
     from engine.similarity import search, sets
 
@@ -141,15 +146,18 @@ def run_hnsw(n: int) -> dict:
 
     grid = []  # the same ds.similar path with other search widths (one build)
     defaults = (entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES)
-    for ef, rerank, floor in ((64, 4, 40), (128, 10, 100), (256, 20, 200), (512, 40, 400)):
+    for ef, rerank, floor in GRID:
         entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES = ef, rerank, floor
         ms = p50(lambda q: ds.similar(q, k=10, embeddings="v", method="hnsw"), qs)
         got = [set(ds.similar(q, k=10, embeddings="v", method="hnsw").column(0).to_pylist()) for q in qs]
         grid.append({"expansion_search": ef, "candidates": f"max({rerank}k, {floor})", "p50_ms": ms,
                      "recall_at_10": float(np.mean([len(a & b) / 10 for a, b in zip(exact, got)]))})
     entry.hnsw.expansion_search, hnsw.RERANK, hnsw.MIN_CANDIDATES = defaults
-    return {"grid": grid, "part": "hnsw", "side": "loupe", "n": n, "build_s": build, "build_cpu_s": build_cpu, "recall_at_10_build": report["recall_at_10"],
+    return {"grid": grid, "part": "hnsw", "side": "loupe", "n": n, "reused": reused, "report": report, "build_s": build, "build_cpu_s": build_cpu, "recall_at_10_build": report["recall_at_10"],
             "recall_at_10_queries": recall_q, "p50_ms": ours, "usearch_raw_p50_ms": raw, "peak_mb": peak_mb()}
+
+
+GRID = ((64, 4, 40), (128, 10, 100), (128, 20, 200), (256, 20, 200), (512, 40, 400))  # ef, RERANK, MIN_CANDIDATES
 
 
 def run_dups(n: int) -> dict:
@@ -185,6 +193,8 @@ def main() -> None:
     ap.add_argument("--parts", default="exact,hnsw,dups")
     ap.add_argument("--sizes", default="100000,1000000", help="exact: set sizes")
     ap.add_argument("--hnsw-n", type=int, default=1_000_000)
+    ap.add_argument("--hnsw-db", help="hnsw: keep the workspace (and its index) in this file; reuse it when it exists, "
+                    "so a later run measures queries without rebuilding")
     ap.add_argument("--dups-n", type=int, default=100_000)
     ap.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -193,7 +203,7 @@ def main() -> None:
         if kind == "exact":
             res = run_exact(a.one[1], int(a.one[2]))
         elif kind == "hnsw":
-            res = run_hnsw(int(a.one[1]))
+            res = run_hnsw(int(a.one[1]), a.one[2] if len(a.one) > 2 else None)
         else:
             res = run_dups(int(a.one[1]))
         print(json.dumps(res))
@@ -212,9 +222,10 @@ def main() -> None:
                 print(f"  {side:6s} p50 {r['p50_ms']:8.2f} ms  = {r['p50_ms'] / base:5.2f}x numpy  "
                       f"peak RSS {r['peak_mb']:7.0f} MB{extra}")
     if "hnsw" in parts:
-        r = sub(["hnsw", str(a.hnsw_n)])
+        r = sub(["hnsw", str(a.hnsw_n)] + ([a.hnsw_db] if a.hnsw_db else []))
         print(f"HNSW (usearch), {a.hnsw_n:,} x {D} clustered: " + (f"error: {r['error']}" if "error" in r else
-              f"build {r['build_s']:.0f} s ({r['build_cpu_s']:.0f} s CPU), recall@10 {r['recall_at_10_build']:.3f} (build sample) / "
+              f"{'index read from ' + str(a.hnsw_db) if r['reused'] else 'build'} {r['build_s']:.0f} s ({r['build_cpu_s']:.0f} s CPU), "
+              f"connectivity {r['report']['connectivity']}, expansion_add {r['report']['expansion_add']}, {r['report']['dtype']},  recall@10 {r['recall_at_10_build']:.3f} (build sample) / "
               f"{r['recall_at_10_queries']:.3f} (queries), p50 {r['p50_ms']:.2f} ms via ds.similar "
               f"(raw usearch {r['usearch_raw_p50_ms']:.2f} ms), peak RSS {r['peak_mb']:.0f} MB"))
         for g in r.get("grid", []):

@@ -200,7 +200,14 @@ def test_hnsw_recall_on_clustered_vectors(tmp_path):
         # one index file per set: a rebuild replaces the old file, deleting the set removes it
         folder = tmp_path / "h.loupe.indexes"
         first = sorted(p.name for p in folder.iterdir())
-        assert len(first) == 2 and "-i8" in first[0]
+        assert len(first) == 2 and "-i8-m32-a128" in first[0]
+        # other graph settings are another index (and file), not the cached one; search keeps what was built
+        sparse = ds.similarity_index("v", connectivity=8, expansion_add=32, expansion_search=64)
+        assert (sparse["connectivity"], sparse["expansion_add"], sparse["expansion_search"]) == (8, 32, 64)
+        assert [p.name for p in folder.iterdir() if p.suffix == ".usearch"] == [first[1].replace("m32-a128", "m8-a32")]
+        ds.similar(refs[5], k=10, embeddings="v", method="hnsw")
+        assert ds.similarity_index("v", connectivity=8, expansion_add=32)["expansion_search"] == 256
+        assert len(list(folder.iterdir())) == 2 and "-m8-a32" in sorted(p.name for p in folder.iterdir())[0]
         assert ds.similarity_index("v", dtype="f16", rebuild=True)["dtype"] == "f16"
         second = sorted(p.name for p in folder.iterdir())
         assert len(second) == 2 and all("-f16" in n for n in second)
