@@ -106,8 +106,9 @@ _SQL_TYPES = {
 }
 
 
-def _register(store: Store, t: pa.Table, dataset_id: int) -> str:
-    """Register the batch and a view joining it to its items (``__item_id``, image size).
+def _register(store: Store, t: pa.Table, dataset_id: int) -> tuple[str, pa.Table]:
+    """Register the batch and a view joining it to its items (``__item_id``, image size); returns the
+    view's name and the registered Arrow batch.
 
     Columns that are entirely NULL are not scanned from Arrow (converting empty nested columns
     costs as much as real data) but appear in the view as typed NULLs.
@@ -126,7 +127,7 @@ def _register(store: Store, t: pa.Table, dataset_id: int) -> str:
     con.register(raw, b)
     nulls = "".join(f", NULL::{_SQL_TYPES[c]} AS {c}" for c in absent)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT b.*{nulls} FROM {raw} b")
-    return view
+    return view, b
 
 
 def _drop(store: Store, view: str) -> None:
@@ -198,7 +199,7 @@ def write_annotations(
     """
     t = prepare(table, "annotations")
     t = _fill_polygon_areas(store, t, dataset_id)
-    view = _register(store, t, dataset_id)
+    view, _ = _register(store, t, dataset_id)
     con = store.con
     try:
         rules = _BASE_RULES + _GT_RULES + _outside_rules(clip)
@@ -275,15 +276,50 @@ def record_version(store: Store, dataset_id: int, v: int, operation: str, author
     label_counts.refresh(store, dataset_id, v)  # version v's rows are written: recount the items it touched
 
 
-def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:
-    """Insert a run's predictions (all or nothing). Returns the number written."""
+def _checked_predictions(store: Store, dataset_id: int, table: pa.Table,
+                         clip: bool | str) -> tuple[pa.Table, str, pa.Table]:
+    """The prepared batch, its registered view and Arrow batch, every prediction rule checked (the
+    caller drops the view)."""
     t = prepare(table, "predictions")
     t = _fill_polygon_areas(store, t, dataset_id)
-    view = _register(store, t, dataset_id)
-    con = store.con
+    view, batch = _register(store, t, dataset_id)
     try:
         rules = _BASE_RULES + _PRED_RULES + _outside_rules(clip)
-        enforce(con, view, rules, with_annotation_id=True, present=present_columns(t))
+        enforce(store.con, view, rules, with_annotation_id=True, present=present_columns(t))
+    except BaseException:
+        _drop(store, view)
+        raise
+    return t, view, batch
+
+
+def validate_predictions(store: Store, dataset_id: int, table: pa.Table, clip: bool | str = False) -> pa.Table:
+    """A run's predictions checked by every rule of :func:`write_predictions` and returned as that
+    function would store them, without storing anything (``loupe eval`` throws its run away).
+
+    Columns: ``key`` (input row), ``item_id``, ``kind``, ``label``, ``x``, ``y``, ``w``, ``h``, ``area``
+    (COCO area: as given, else ``w * h`` for boxes), ``confidence``, in input order (the stored ``seq``).
+    Boxes are kept as given (``clip`` False or "keep"); clipping is only done by a write.
+    """
+    if clip is True:
+        raise ValueError("validate_predictions keeps boxes as given; clip=True needs write_predictions")
+    t, view, batch = _checked_predictions(store, dataset_id, table, clip)
+    _drop(store, view)
+    item_id = batch.column("__item_id")
+    label = t.column("label")
+    if pc.any(pc.or_(pc.starts_with(label, " "), pc.ends_with(label, " "))).as_py():
+        label = pc.utf8_trim(label, " ")  # as the INSERT's ``trimmed(label)``
+    kind, w, h, area = (t.column(c) for c in ("kind", "width", "height", "area"))
+    box_area = pc.if_else(pc.equal(kind, "box"), pc.multiply(w, h), pa.scalar(None, pa.float64()))
+    return pa.table({"key": t.column("__row"), "item_id": item_id, "kind": kind, "label": label, "x": t.column("x"),
+                     "y": t.column("y"), "w": w, "h": h, "area": pc.coalesce(area, box_area),
+                     "confidence": t.column("confidence")})
+
+
+def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:
+    """Insert a run's predictions (all or nothing). Returns the number written."""
+    t, view, _ = _checked_predictions(store, dataset_id, table, clip)
+    con = store.con
+    try:
         with store.transaction():
             k0 = store.next_key("predictions", "pred_key")
             con.execute(

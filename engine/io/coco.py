@@ -617,6 +617,21 @@ def parse_results(path: str | Path, index: CocoIndex, raw: pa.Table | None = Non
 # ================================================================================================
 # import
 # ================================================================================================
+def read_pair(gt: str | Path, results: str | Path | None, images_dir: str | Path | None = None,
+              bad_masks: str = "error") -> tuple[pa.Table, pa.Table, CocoIndex, dict, pa.Table | None]:
+    """An instances file (and a results file) → items, annotations, index, metadata patch, predictions.
+
+    DuckDB reads the results (native threads) while Python parses the ground truth.
+    """
+    if results is None:
+        return (*parse_gt(load_json(gt), images_dir, bad_masks), None)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        raw = pool.submit(read_results_raw, results)
+        items, anns, index, patch = parse_gt(load_json(gt), images_dir, bad_masks)
+        preds = parse_results(results, index, raw.result())
+    return items, anns, index, patch, preds
+
+
 def import_coco(
     ws: "Workspace",
     path: str | Path,
@@ -651,16 +666,9 @@ def import_coco(
         if results is not None:
             raise LoupeError(f"{p} is a results file; pass the instances file as PATH")
         return import_coco_results(ws, p, dataset, run=run, model=model, clip=clip)
-    preds = None
-    if results is None:
-        items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
-    else:  # DuckDB reads the results (native threads) while Python parses the ground truth
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            raw = pool.submit(read_results_raw, results)
-            items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
-            preds = parse_results(results, index, raw.result())
+    items, anns, index, patch, preds = read_pair(p, results, images_dir, bad_masks)
+    if results is not None:
         run = run or Path(results).stem
-        del raw
     summary = write_import(ws, dataset, items, anns, check_images=images_dir is not None if check_images is None
                            else check_images, clip=clip, metadata=patch, predictions=preds, run=run, model=model,
                            progress=progress)
@@ -868,5 +876,5 @@ def _dump(p: Path, obj: Any) -> None:
     tmp.replace(p)
 
 
-__all__ = ["import_coco", "import_coco_results", "export_coco", "export_slice", "coco_dict", "results_list", "parse_gt",
+__all__ = ["import_coco", "import_coco_results", "read_pair", "export_coco", "export_slice", "coco_dict", "results_list", "parse_gt",
            "parse_results", "read_results_raw", "load_json", "CocoIndex", "ValidationError"]

@@ -82,16 +82,21 @@ def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
 def gather(
     store: Store,
     dataset_id: int,
-    run_id: int,
+    run_id: int | None,
     label_version: int | None = None,
     item_ids: Sequence[int] | None = None,
     class_agnostic: bool = False,
     keypoints: bool = False,
+    predictions: pa.Table | None = None,
 ) -> EvalInputs:
     """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given.
 
     ``keypoints``: the objects that carry keypoints (whatever their kind) instead of the geometries.
+    ``predictions``: detections that were validated but not stored
+    (:func:`engine.ingest.annotations.validate_predictions`) instead of run ``run_id``'s; boxes only.
     """
+    if predictions is not None and (keypoints or item_ids is not None):
+        raise LoupeError("unstored predictions are evaluated as boxes, on every item")
     con = store.con
     subset = None if item_ids is None else np.asarray(item_ids, dtype=np.int64)
     if subset is not None:
@@ -106,7 +111,7 @@ def gather(
                 FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
                   AND {g_obj} {_subset_clause('a', subset)}
                 ORDER BY a.seq""", {"ds": dataset_id})
-        dt = store.arrow(
+        dt = _unstored(predictions) if predictions is not None else store.arrow(
             f"""SELECT p.pred_key AS key, p.item_id, p.label, p.x, p.y, p.width AS w, p.height AS h,
                        p.area, coalesce(p.confidence, 1.0) AS score
                 FROM predictions p WHERE p.run_id = $run AND {d_obj}
@@ -151,6 +156,14 @@ def gather(
                       dt=side(dt, d_codes, d_dict, False),
                       gt_ann_id0=_np(gt.column("id_nonzero"), np.int64), categories=categories,
                       class_agnostic=class_agnostic)
+
+
+def _unstored(t: pa.Table) -> pa.Table:
+    """The detection columns of validated, unstored predictions, as the stored run's query selects them."""
+    keep = pc.and_(pc.is_in(t.column("kind"), pa.array(GEOMETRY_KINDS)), pc.is_valid(t.column("x")))
+    t = t.filter(keep) if not pc.all(keep).as_py() else t
+    score = pc.coalesce(t.column("confidence"), pa.scalar(1.0))
+    return t.select(["key", "item_id", "label", "x", "y", "w", "h", "area"]).append_column("score", score)
 
 
 def category_order(store: Store, dataset_id: int, labels: set[str]) -> list[str]:
