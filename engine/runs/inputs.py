@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.iou import box_iou_pairs
+from udfs.iou import box_iou_indexed
 
 from ..api.dataset import label_state
 from ..errors import LoupeError
@@ -237,7 +237,7 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
     on_cat = "AND d.cat = g.cat" if same_category else ""
     try:
         # DuckDB finds the overlapping pairs (hash join + range filter); their IoU is computed over the
-        # id columns in numpy (udfs.iou.box_iou_pairs, pycocotools' float order): the box_iou macro over
+        # id columns in numpy (udfs.iou.box_iou_indexed, pycocotools' float order): the box_iou macro over
         # 1.1M cross-label pairs cost twice the join, and fetchnumpy a third more than Arrow.
         res = to_arrow(con.sql(
             f"""SELECT d.di, g.gi FROM __pd d JOIN __pg g ON d.img = g.img {on_cat}
@@ -249,7 +249,7 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
     gi = _np(res.column("gi"), np.int64)
     if all_pairs:
         return _sorted_pairs(di, gi, np.ones(len(di)))
-    iou = box_iou_pairs(d.x[di], d.y[di], d.w[di], d.h[di], g.x[gi], g.y[gi], g.w[gi], g.h[gi], g.crowd[gi])
+    iou = box_iou_indexed((d.x, d.y, d.w, d.h), (g.x, g.y, g.w, g.h), g.crowd, di, gi)
     return _sorted_pairs(di, gi, iou)
 
 
