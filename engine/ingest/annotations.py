@@ -216,11 +216,16 @@ def write_annotations(
                         || '-' || row_number() OVER (PARTITION BY reference_id, kind, label, gx, gy, gw, gh,
                                                      polygon::VARCHAR, hash(mask), keypoints::VARCHAR ORDER BY __row)
                     )""")
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE __ann_in AS
-                    SELECT g.*, {aid} AS __aid
-                    FROM {_geometry_cte(view, clip)} g"""
-            )
+            batch = f"(SELECT g.*, {aid} AS __aid FROM {_geometry_cte(view, clip)} g)"
+            if t.num_rows and not con.execute(
+                    "SELECT EXISTS (SELECT 1 FROM annotations WHERE dataset_id = ? AND valid_to IS NULL)",
+                    [dataset_id]).fetchone()[0]:
+                # nothing current to compare with (a first import): every row is new, so the plan below
+                # would number them in __row order; insert straight from the batch
+                _insert_annotations(store, dataset_id, f"{batch} n", "n.__row", "$s0 + n.__row", v)
+                record_version(store, dataset_id, v, operation, author, reason, t.num_rows, 0, 0)
+                return {"new": t.num_rows, "updated": 0, "ignored": 0, "label_version": v}
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __ann_in AS SELECT * FROM {batch}")
             cur = f"(SELECT * FROM annotations WHERE dataset_id = {int(dataset_id)} AND valid_to IS NULL)"
             same = ("a.kind = n.kind AND a.label = n.label AND a.x IS NOT DISTINCT FROM n.gx AND a.y IS NOT DISTINCT FROM n.gy "
                     "AND a.width IS NOT DISTINCT FROM n.gw AND a.height IS NOT DISTINCT FROM n.gh "
@@ -242,18 +247,10 @@ def write_annotations(
                 con.execute(
                     "UPDATE annotations SET valid_to = $v WHERE ann_key IN "
                     "(SELECT old_key FROM __ann_plan WHERE action = 'replace')", {"v": v})
-                first_key = store.next_key("annotations", "ann_key")
-                first_seq = store.next_key("annotations", "seq")
-                con.execute(
-                    f"""INSERT INTO annotations
-                        SELECT $k0 + row_number() OVER (ORDER BY n.__row) - 1, $ds, n.__item_id, n.__aid, n.kind,
-                               {trimmed('n.label')}, n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
-                               n.keypoint_names, n.iscrowd, n.garea, n.metadata::JSON,
-                               coalesce(p.old_seq, $s0 + row_number() OVER (ORDER BY n.__row) - 1), $v, NULL
-                        FROM __ann_in n JOIN __ann_plan p USING (__row)
-                        WHERE p.action IN ('new', 'replace')""",
-                    {"k0": first_key, "s0": first_seq, "ds": dataset_id, "v": v},
-                )
+                _insert_annotations(store, dataset_id,
+                                    "__ann_in n JOIN __ann_plan p USING (__row) WHERE p.action IN ('new', 'replace')",
+                                    "row_number() OVER (ORDER BY n.__row) - 1",
+                                    "coalesce(p.old_seq, $s0 + row_number() OVER (ORDER BY n.__row) - 1)", v)
                 record_version(store, dataset_id, v, operation, author, reason, n_new, n_rep, 0)
             else:
                 v = cur_v
@@ -263,6 +260,20 @@ def write_annotations(
         _drop(store, view)
     return {"new": int(n_new), "updated": int(n_rep),
             "ignored": int(counts.get("skip", 0) + counts.get("same", 0)), "label_version": v}
+
+
+def _insert_annotations(store: Store, dataset_id: int, source: str, key_offset: str, seq: str, v: int) -> None:
+    """INSERT the batch rows ``n`` of ``source`` (FROM ... [WHERE]) as label version ``v``: keys from the
+    next free one on (plus ``key_offset``), ``seq`` an expression over ``$s0`` (the next free seq)."""
+    store.con.execute(
+        f"""INSERT INTO annotations
+            SELECT $k0 + {key_offset}, $ds, n.__item_id, n.__aid, n.kind,
+                   {trimmed('n.label')}, n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
+                   n.keypoint_names, n.iscrowd, n.garea, n.metadata::JSON, {seq}, $v, NULL
+            FROM {source}""",
+        {"k0": store.next_key("annotations", "ann_key"), "s0": store.next_key("annotations", "seq"),
+         "ds": dataset_id, "v": v},
+    )
 
 
 def record_version(store: Store, dataset_id: int, v: int, operation: str, author: str | None,
