@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ingest.annotations import validate_predictions
 from ..io._common import Progress, write_import
-from ..io.coco import read_pair
+from ..io.coco import load_json, parse_gt, results_reader
 from ..metrics.cocoeval import CocoParams
 from ..metrics.report import metrics_of
 from .evaluate import evaluate_unstored
@@ -30,9 +30,11 @@ def evaluate_coco_pair(ws: "Workspace", gt: str | Path, results: str | Path, par
     given, masks that do not fit their image dropped with a warning: a box evaluation never reads
     them); the results are validated as an import would, and refused the same way, but not stored.
     """
-    items, anns, _, patch, preds = read_pair(gt, results, None, bad_masks="drop")
-    write_import(ws, dataset, items, anns, check_images=False, clip="keep", metadata=patch, progress=progress)
-    del items, anns
+    with results_reader(results) as predictions_for:  # DuckDB reads the results while the GT is parsed and stored
+        items, anns, index, patch = parse_gt(load_json(gt), None, bad_masks="drop")
+        write_import(ws, dataset, items, anns, check_images=False, clip="keep", metadata=patch, progress=progress)
+        del items, anns
+        preds = predictions_for(index)
     ds_id = ws.get_dataset(dataset).id
     checked = validate_predictions(ws.store, ds_id, preds, clip="keep")
     del preds
