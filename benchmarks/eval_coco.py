@@ -23,6 +23,7 @@ import contextlib
 import io
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -103,10 +104,12 @@ def main() -> None:
     gt, res = data_files(a.images, a.dets, a.seed)
     print(f"data: {gt.name} ({gt.stat().st_size / 1e6:.1f} MB), {res.name} ({res.stat().st_size / 1e6:.1f} MB)")
     best: dict[str, dict] = {}
+    evals: dict[str, list[float]] = {t: [] for t in tools}
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     for _ in range(a.repeat):
         for tool in tools:
             r = run_side(tool, gt, res)
+            evals[tool].append(r["eval"])
             for k in ("load", "eval", "load_cpu", "eval_cpu"):
                 b = best.setdefault(tool, dict(r))
                 b[k] = min(b[k], r[k])
@@ -121,7 +124,8 @@ def main() -> None:
         for peer in [t for t in tools if t != "loupe"]:
             p = best[peer]
             diff = max(abs(x - y) for x, y in zip(lo["stats"], p["stats"]))
-            print(f"loupe / {peer}: eval {lo['eval'] / p['eval']:.3f}x, load+eval "
+            med = statistics.median(evals["loupe"]) / statistics.median(evals[peer])
+            print(f"loupe / {peer}: eval {lo['eval'] / p['eval']:.3f}x (median {med:.3f}x), load+eval "
                   f"{(lo['load'] + lo['eval']) / (p['load'] + p['eval']):.3f}x, "
                   f"peak RSS {lo['peak_rss_mb'] / p['peak_rss_mb']:.2f}x; CPU: load {lo['load_cpu'] / p['load_cpu']:.3f}x, "
                   f"eval {lo['eval_cpu'] / p['eval_cpu']:.3f}x; max |stats diff| = {diff:.2e}")

@@ -46,6 +46,37 @@ def box_iou_pairs(
     return np.where((w <= 0) | (h <= 0), 0.0, iou)
 
 
+def box_iou_indexed(
+    d: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], g: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    g_crowd: np.ndarray, di: np.ndarray, gi: np.ndarray,
+) -> np.ndarray:
+    """``box_iou_pairs`` of the pairs ``(d[di], g[gi])``, bit for bit, from per-box columns ``(x, y, w, h)``.
+
+    Each box's right and bottom edge and area are computed once per box instead of once per pair, and
+    the per-pair temporaries are reused (1.1M pairs: ~40 % less time than gathering eight coordinate
+    arrays for ``box_iou_pairs``).
+    """
+    dx, dy, dw, dh = (np.asarray(v, dtype=np.float64) for v in d)
+    gx, gy, gw, gh = (np.asarray(v, dtype=np.float64) for v in g)
+    dr, db, da = dw + dx, dh + dy, dw * dh  # the same sums and products as per pair
+    gr, gb, ga = gw + gx, gh + gy, gw * gh
+    w = np.fmin(dr[di], gr[gi])
+    w -= np.fmax(dx[di], gx[gi])
+    h = np.fmin(db[di], gb[gi])
+    h -= np.fmax(dy[di], gy[gi])
+    i = w * h
+    a = da[di]
+    u = a + ga[gi]
+    u -= i
+    crowd = np.asarray(g_crowd).astype(bool)[gi]
+    if crowd.any():
+        np.copyto(u, a, where=crowd)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.divide(i, u, out=i)
+    iou[(w <= 0) | (h <= 0)] = 0.0
+    return iou
+
+
 def box_iou_matrix(dt_boxes: ArrayLike, gt_boxes: ArrayLike, gt_crowd: ArrayLike | None = None) -> np.ndarray:
     """IoU matrix (D, G) between detection and GT boxes, like ``pycocotools.mask.iou``.
 

@@ -99,7 +99,8 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
     """Evaluate a COCO results file against COCO ground truth (pycocotools' numbers, exactly).
 
     Runs the same path as stored runs (ingest → metrics) in an in-memory workspace; no TP/FP/FN
-    index is written (the workspace is thrown away), so no cross-label pairs are needed.
+    index is written (the workspace is thrown away), so no cross-label pairs are needed, and box
+    results are validated as an import does but evaluated without being stored.
     --metric voc|voc11 prints Pascal VOC AP instead ({"mAP", "per_class"} with --json).
     """
     _skip_pandas()
@@ -118,13 +119,18 @@ def eval_cmd(gt: str, results: str, iou_type: str, iou_thresholds: str | None, r
     params = coco_params(**kw, iou_type=iou_type) or default_params(iou_type)
     with engine.connect() as ws, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", LoupeWarning)
-        # only segm reads masks: a mask that does not fit its image is a warning for bbox/keypoints, an error for segm
-        ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
-                       progress=progress_printer("import"), bad_masks="error" if iou_type == "segm" else "drop")
+        if iou_type == "bbox":  # the detections are validated but never stored (engine/runs/coco_pair.py)
+            from ..runs.coco_pair import evaluate_coco_pair
+
+            m = evaluate_coco_pair(ws, gt, results, coco_params(**kw, iou_type=iou_type),
+                                   progress=progress_printer("import"))
+        else:  # segm / keypoints read masks and keypoints of a stored run
+            # only segm reads masks: a mask that does not fit its image is a warning for keypoints, an error for segm
+            ws.import_coco(gt, dataset="gt", results=results, run="eval", check_images=False, clip="keep",
+                           progress=progress_printer("import"), bad_masks="error" if iou_type == "segm" else "drop")
+            m = ws.get_run("eval").metrics(iou_type=iou_type, **kw)
         for w in caught:
             click.echo(f"warning: {w.message}", err=True)
-        run = ws.get_run("eval")
-        m = run.metrics(iou_type=iou_type, **kw)
     if as_json:
         click.echo(json.dumps(_json_report(m)))
         return

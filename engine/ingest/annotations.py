@@ -106,8 +106,9 @@ _SQL_TYPES = {
 }
 
 
-def _register(store: Store, t: pa.Table, dataset_id: int) -> str:
-    """Register the batch and a view joining it to its items (``__item_id``, image size).
+def _register(store: Store, t: pa.Table, dataset_id: int) -> tuple[str, pa.Table]:
+    """Register the batch and a view joining it to its items (``__item_id``, image size); returns the
+    view's name and the registered Arrow batch.
 
     Columns that are entirely NULL are not scanned from Arrow (converting empty nested columns
     costs as much as real data) but appear in the view as typed NULLs.
@@ -126,7 +127,7 @@ def _register(store: Store, t: pa.Table, dataset_id: int) -> str:
     con.register(raw, b)
     nulls = "".join(f", NULL::{_SQL_TYPES[c]} AS {c}" for c in absent)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT b.*{nulls} FROM {raw} b")
-    return view
+    return view, b
 
 
 def _drop(store: Store, view: str) -> None:
@@ -198,7 +199,7 @@ def write_annotations(
     """
     t = prepare(table, "annotations")
     t = _fill_polygon_areas(store, t, dataset_id)
-    view = _register(store, t, dataset_id)
+    view, _ = _register(store, t, dataset_id)
     con = store.con
     try:
         rules = _BASE_RULES + _GT_RULES + _outside_rules(clip)
@@ -215,11 +216,16 @@ def write_annotations(
                         || '-' || row_number() OVER (PARTITION BY reference_id, kind, label, gx, gy, gw, gh,
                                                      polygon::VARCHAR, hash(mask), keypoints::VARCHAR ORDER BY __row)
                     )""")
-            con.execute(
-                f"""CREATE OR REPLACE TEMP TABLE __ann_in AS
-                    SELECT g.*, {aid} AS __aid
-                    FROM {_geometry_cte(view, clip)} g"""
-            )
+            batch = f"(SELECT g.*, {aid} AS __aid FROM {_geometry_cte(view, clip)} g)"
+            if t.num_rows and not con.execute(
+                    "SELECT EXISTS (SELECT 1 FROM annotations WHERE dataset_id = ? AND valid_to IS NULL)",
+                    [dataset_id]).fetchone()[0]:
+                # nothing current to compare with (a first import): every row is new, so the plan below
+                # would number them in __row order; insert straight from the batch
+                _insert_annotations(store, dataset_id, f"{batch} n", "n.__row", "$s0 + n.__row", v)
+                record_version(store, dataset_id, v, operation, author, reason, t.num_rows, 0, 0)
+                return {"new": t.num_rows, "updated": 0, "ignored": 0, "label_version": v}
+            con.execute(f"CREATE OR REPLACE TEMP TABLE __ann_in AS SELECT * FROM {batch}")
             cur = f"(SELECT * FROM annotations WHERE dataset_id = {int(dataset_id)} AND valid_to IS NULL)"
             same = ("a.kind = n.kind AND a.label = n.label AND a.x IS NOT DISTINCT FROM n.gx AND a.y IS NOT DISTINCT FROM n.gy "
                     "AND a.width IS NOT DISTINCT FROM n.gw AND a.height IS NOT DISTINCT FROM n.gh "
@@ -241,18 +247,10 @@ def write_annotations(
                 con.execute(
                     "UPDATE annotations SET valid_to = $v WHERE ann_key IN "
                     "(SELECT old_key FROM __ann_plan WHERE action = 'replace')", {"v": v})
-                first_key = store.next_key("annotations", "ann_key")
-                first_seq = store.next_key("annotations", "seq")
-                con.execute(
-                    f"""INSERT INTO annotations
-                        SELECT $k0 + row_number() OVER (ORDER BY n.__row) - 1, $ds, n.__item_id, n.__aid, n.kind,
-                               {trimmed('n.label')}, n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
-                               n.keypoint_names, n.iscrowd, n.garea, n.metadata::JSON,
-                               coalesce(p.old_seq, $s0 + row_number() OVER (ORDER BY n.__row) - 1), $v, NULL
-                        FROM __ann_in n JOIN __ann_plan p USING (__row)
-                        WHERE p.action IN ('new', 'replace')""",
-                    {"k0": first_key, "s0": first_seq, "ds": dataset_id, "v": v},
-                )
+                _insert_annotations(store, dataset_id,
+                                    "__ann_in n JOIN __ann_plan p USING (__row) WHERE p.action IN ('new', 'replace')",
+                                    "row_number() OVER (ORDER BY n.__row) - 1",
+                                    "coalesce(p.old_seq, $s0 + row_number() OVER (ORDER BY n.__row) - 1)", v)
                 record_version(store, dataset_id, v, operation, author, reason, n_new, n_rep, 0)
             else:
                 v = cur_v
@@ -262,6 +260,20 @@ def write_annotations(
         _drop(store, view)
     return {"new": int(n_new), "updated": int(n_rep),
             "ignored": int(counts.get("skip", 0) + counts.get("same", 0)), "label_version": v}
+
+
+def _insert_annotations(store: Store, dataset_id: int, source: str, key_offset: str, seq: str, v: int) -> None:
+    """INSERT the batch rows ``n`` of ``source`` (FROM ... [WHERE]) as label version ``v``: keys from the
+    next free one on (plus ``key_offset``), ``seq`` an expression over ``$s0`` (the next free seq)."""
+    store.con.execute(
+        f"""INSERT INTO annotations
+            SELECT $k0 + {key_offset}, $ds, n.__item_id, n.__aid, n.kind,
+                   {trimmed('n.label')}, n.gx, n.gy, n.gw, n.gh, n.polygon, n.mask, n.keypoints,
+                   n.keypoint_names, n.iscrowd, n.garea, n.metadata::JSON, {seq}, $v, NULL
+            FROM {source}""",
+        {"k0": store.next_key("annotations", "ann_key"), "s0": store.next_key("annotations", "seq"),
+         "ds": dataset_id, "v": v},
+    )
 
 
 def record_version(store: Store, dataset_id: int, v: int, operation: str, author: str | None,
@@ -275,15 +287,50 @@ def record_version(store: Store, dataset_id: int, v: int, operation: str, author
     label_counts.refresh(store, dataset_id, v)  # version v's rows are written: recount the items it touched
 
 
-def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:
-    """Insert a run's predictions (all or nothing). Returns the number written."""
+def _checked_predictions(store: Store, dataset_id: int, table: pa.Table,
+                         clip: bool | str) -> tuple[pa.Table, str, pa.Table]:
+    """The prepared batch, its registered view and Arrow batch, every prediction rule checked (the
+    caller drops the view)."""
     t = prepare(table, "predictions")
     t = _fill_polygon_areas(store, t, dataset_id)
-    view = _register(store, t, dataset_id)
-    con = store.con
+    view, batch = _register(store, t, dataset_id)
     try:
         rules = _BASE_RULES + _PRED_RULES + _outside_rules(clip)
-        enforce(con, view, rules, with_annotation_id=True, present=present_columns(t))
+        enforce(store.con, view, rules, with_annotation_id=True, present=present_columns(t))
+    except BaseException:
+        _drop(store, view)
+        raise
+    return t, view, batch
+
+
+def validate_predictions(store: Store, dataset_id: int, table: pa.Table, clip: bool | str = False) -> pa.Table:
+    """A run's predictions checked by every rule of :func:`write_predictions` and returned as that
+    function would store them, without storing anything (``loupe eval`` throws its run away).
+
+    Columns: ``key`` (input row), ``item_id``, ``kind``, ``label``, ``x``, ``y``, ``w``, ``h``, ``area``
+    (COCO area: as given, else ``w * h`` for boxes), ``confidence``, in input order (the stored ``seq``).
+    Boxes are kept as given (``clip`` False or "keep"); clipping is only done by a write.
+    """
+    if clip is True:
+        raise ValueError("validate_predictions keeps boxes as given; clip=True needs write_predictions")
+    t, view, batch = _checked_predictions(store, dataset_id, table, clip)
+    _drop(store, view)
+    item_id = batch.column("__item_id")
+    label = t.column("label")
+    if pc.any(pc.or_(pc.starts_with(label, " "), pc.ends_with(label, " "))).as_py():
+        label = pc.utf8_trim(label, " ")  # as the INSERT's ``trimmed(label)``
+    kind, w, h, area = (t.column(c) for c in ("kind", "width", "height", "area"))
+    box_area = pc.if_else(pc.equal(kind, "box"), pc.multiply(w, h), pa.scalar(None, pa.float64()))
+    return pa.table({"key": t.column("__row"), "item_id": item_id, "kind": kind, "label": label, "x": t.column("x"),
+                     "y": t.column("y"), "w": w, "h": h, "area": pc.coalesce(area, box_area),
+                     "confidence": t.column("confidence")})
+
+
+def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:
+    """Insert a run's predictions (all or nothing). Returns the number written."""
+    t, view, _ = _checked_predictions(store, dataset_id, table, clip)
+    con = store.con
+    try:
         with store.transaction():
             k0 = store.next_key("predictions", "pred_key")
             con.execute(

@@ -35,8 +35,9 @@ import json
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import duckdb
 import numpy as np
@@ -617,6 +618,18 @@ def parse_results(path: str | Path, index: CocoIndex, raw: pa.Table | None = Non
 # ================================================================================================
 # import
 # ================================================================================================
+@contextmanager
+def results_reader(results: str | Path) -> Iterator[Callable[[CocoIndex], pa.Table]]:
+    """Start reading a results file on DuckDB's threads; yields ``index -> prediction table``.
+
+    The caller parses (and may store) the ground truth meanwhile: DuckDB's reader runs in native
+    threads, and the index the results are resolved against comes from the ground truth.
+    """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        raw = pool.submit(read_results_raw, results)
+        yield lambda index: parse_results(results, index, raw.result())
+
+
 def import_coco(
     ws: "Workspace",
     path: str | Path,
@@ -651,20 +664,18 @@ def import_coco(
         if results is not None:
             raise LoupeError(f"{p} is a results file; pass the instances file as PATH")
         return import_coco_results(ws, p, dataset, run=run, model=model, clip=clip)
-    preds = None
+    check = images_dir is not None if check_images is None else check_images
     if results is None:
-        items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
-    else:  # DuckDB reads the results (native threads) while Python parses the ground truth
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            raw = pool.submit(read_results_raw, results)
+        items, anns, _, patch = parse_gt(load_json(p), images_dir, bad_masks)
+        summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
+                               progress=progress)
+    else:  # the ground truth is parsed and stored while DuckDB reads the results; one transaction for all
+        with results_reader(results) as predictions_for:
             items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
-            preds = parse_results(results, index, raw.result())
-        run = run or Path(results).stem
-        del raw
-    summary = write_import(ws, dataset, items, anns, check_images=images_dir is not None if check_images is None
-                           else check_images, clip=clip, metadata=patch, predictions=preds, run=run, model=model,
-                           progress=progress)
-    del items, anns, preds
+            summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
+                                   predictions=lambda: predictions_for(index), run=run or Path(results).stem,
+                                   model=model, progress=progress)
+    del items, anns
     release_arrow_memory()
     return summary
 
@@ -868,5 +879,5 @@ def _dump(p: Path, obj: Any) -> None:
     tmp.replace(p)
 
 
-__all__ = ["import_coco", "import_coco_results", "export_coco", "export_slice", "coco_dict", "results_list", "parse_gt",
+__all__ = ["import_coco", "import_coco_results", "results_reader", "export_coco", "export_slice", "coco_dict", "results_list", "parse_gt",
            "parse_results", "read_results_raw", "load_json", "CocoIndex", "ValidationError"]

@@ -22,6 +22,7 @@ from ..runs.inputs import box_pairs, gather
 
 if TYPE_CHECKING:
     from ..api.model import ModelRun
+    from ..runs.evaluate import RunEvaluation
 
 Subset = str | Sequence[str] | None
 
@@ -72,6 +73,11 @@ def coco_metrics(run: "ModelRun", iou_type: str = "bbox", slice: Subset = None,
     items = subset_item_ids(run, slice)
     ev = evaluate_run(store, run.dataset_id, run.id, iou_type=iou_type, label_version=label_version,
                       item_ids=items, class_agnostic=class_agnostic, params=params)
+    return metrics_of(ev)
+
+
+def metrics_of(ev: "RunEvaluation") -> dict[str, Any]:
+    """An evaluation's metrics dict (see :func:`coco_metrics`): stats, per class, counts at IoU 0.5."""
     r = ev.result
     inp = ev.inputs
     t50 = np.flatnonzero(np.asarray(r.params.iou_thrs) == 0.5)
@@ -87,7 +93,7 @@ def coco_metrics(run: "ModelRun", iou_type: str = "bbox", slice: Subset = None,
     per_class = [{"label": lab, "ap": float(r.ap_per_class[k]), "ap50": float(r.ap50_per_class[k]),
                   "ar": float(r.ar_per_class[k]), "gt": int(n_gt[k]), "predictions": int(n_dt[k])}
                  for k, lab in enumerate(inp.labels)]
-    return {"iou_type": iou_type, "stats": stats_dict(r.stats), "per_class": per_class,
+    return {"iou_type": ev.iou_type, "stats": stats_dict(r.stats), "per_class": per_class,
             "counts": {"tp": tp, "fp": fp, "fn": fn}}
 
 

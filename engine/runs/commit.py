@@ -98,12 +98,10 @@ def commit_run(
               "coco_params": params_json(params)}
     stats = stats_dict(res.stats)
     write_commit(store, run_id, table, stats, _per_class(ev), params, counts=_match_counts(run_id, thr, inp, rows))
-    counts = {(r["source"], r["status"]): r["count_all"] for r in
-              table.select(["source", "status"]).cast(pa.schema([("source", pa.string()), ("status", pa.string())]))
-              .group_by(["source", "status"]).aggregate([([], "count_all")]).to_pylist()}
-    return {"tp": int(counts.get(("prediction", "tp"), 0)), "fp": int(counts.get(("prediction", "fp"), 0)),
-            "fn": int(counts.get(("gt", "fn"), 0)),
-            "ignored": int(counts.get(("prediction", "ignored"), 0) + counts.get(("gt", "ignored"), 0)),
+    # counts from the status codes (indexing _STATUS): Table.group_by would import pyarrow.acero (~0.25 s CPU)
+    d_n = np.bincount(rows.d_status, minlength=len(_STATUS))
+    g_n = np.bincount(rows.g_status, minlength=len(_STATUS))
+    return {"tp": int(d_n[0]), "fp": int(d_n[1]), "fn": int(g_n[2]), "ignored": int(d_n[3] + g_n[3]),
             "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 

@@ -139,6 +139,18 @@ def evaluate_run(
     return RunEvaluation(inp, res, iou_type, label_version)
 
 
+def evaluate_unstored(store: Store, dataset_id: int, predictions, params: CocoParams | None = None,
+                      chunk_dets: int | None = None) -> RunEvaluation:
+    """Box evaluation of validated predictions that were never stored (``loupe eval``), against the current
+    labels: the same inputs, order and numbers as storing them as a run and calling :func:`evaluate_run`.
+
+    ``predictions``: :func:`engine.ingest.annotations.validate_predictions`' table.
+    """
+    inp = gather(store, dataset_id, None, predictions=predictions)
+    res = evaluate_inputs(store, inp, "bbox", params, chunk_dets)
+    return RunEvaluation(inp, res, "bbox", None)
+
+
 def stats_dict(stats: np.ndarray) -> dict[str, float]:
     """Named stats: the 12 of bbox/segm, or the 10 of keypoints."""
     names = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from udfs.iou import box_iou_pairs
+from udfs.iou import box_iou_indexed
 
 from ..api.dataset import label_state
 from ..errors import LoupeError
@@ -82,16 +82,21 @@ def _subset_clause(alias: str, item_ids: np.ndarray | None) -> str:
 def gather(
     store: Store,
     dataset_id: int,
-    run_id: int,
+    run_id: int | None,
     label_version: int | None = None,
     item_ids: Sequence[int] | None = None,
     class_agnostic: bool = False,
     keypoints: bool = False,
+    predictions: pa.Table | None = None,
 ) -> EvalInputs:
     """GT (at a label version) and a run's detections, restricted to ``item_ids`` if given.
 
     ``keypoints``: the objects that carry keypoints (whatever their kind) instead of the geometries.
+    ``predictions``: detections that were validated but not stored
+    (:func:`engine.ingest.annotations.validate_predictions`) instead of run ``run_id``'s; boxes only.
     """
+    if predictions is not None and (keypoints or item_ids is not None):
+        raise LoupeError("unstored predictions are evaluated as boxes, on every item")
     con = store.con
     subset = None if item_ids is None else np.asarray(item_ids, dtype=np.int64)
     if subset is not None:
@@ -102,22 +107,21 @@ def gather(
         d_obj = "p.keypoints IS NOT NULL" if keypoints else f"p.kind IN ({kinds}) AND p.x IS NOT NULL"
         gt = store.arrow(
             f"""SELECT a.ann_key AS key, a.item_id, (a.annotation_id <> '0')::INT AS id_nonzero, a.label, a.x, a.y, a.width AS w, a.height AS h,
-                       a.area, a.iscrowd AS crowd
+                       a.area, a.iscrowd AS crowd, a.seq
                 FROM annotations a WHERE a.dataset_id = $ds AND {label_state(label_version)}
-                  AND {g_obj} {_subset_clause('a', subset)}
-                ORDER BY a.seq""", {"ds": dataset_id})
-        dt = store.arrow(
+                  AND {g_obj} {_subset_clause('a', subset)}""", {"ds": dataset_id})
+        dt = _unstored(predictions) if predictions is not None else store.arrow(
             f"""SELECT p.pred_key AS key, p.item_id, p.label, p.x, p.y, p.width AS w, p.height AS h,
-                       p.area, coalesce(p.confidence, 1.0) AS score
+                       p.area, coalesce(p.confidence, 1.0) AS score, p.seq
                 FROM predictions p WHERE p.run_id = $run AND {d_obj}
-                {_subset_clause('p', subset)}
-                ORDER BY p.seq""", {"run": run_id})
+                {_subset_clause('p', subset)}""", {"run": run_id})
         images = _np(store.arrow(
             f"SELECT item_id FROM items i WHERE dataset_id = $ds {_subset_clause('i', subset)} ORDER BY item_id",
             {"ds": dataset_id}).column("item_id"), np.int64)
     finally:
         if subset is not None:
             con.unregister("__eval_subset")
+    gt, dt = _by_seq(gt), _by_seq(dt)
     # labels: dictionary-encoded in Arrow (no Python string per object), in pycocotools' category order
     g_codes, g_dict = _encode(gt.column("label"))
     d_codes, d_dict = _encode(dt.column("label"))
@@ -151,6 +155,26 @@ def gather(
                       dt=side(dt, d_codes, d_dict, False),
                       gt_ann_id0=_np(gt.column("id_nonzero"), np.int64), categories=categories,
                       class_agnostic=class_agnostic)
+
+
+def _by_seq(t: pa.Table) -> pa.Table:
+    """Rows in ``seq`` (input) order. The queries above leave out ``ORDER BY seq`` (a sort of every row, a
+    quarter of reading 500k detections): DuckDB returns a table's rows in insertion order, which is seq
+    order for rows written by one import; checked here, and sorted when it is not."""
+    if "seq" not in t.column_names:  # unstored predictions come in input order
+        return t
+    seq = _np(t.column("seq"), np.int64)
+    if len(seq) > 1 and not (seq[1:] > seq[:-1]).all():
+        t = t.take(pa.array(np.argsort(seq, kind="stable")))
+    return t.drop_columns(["seq"])
+
+
+def _unstored(t: pa.Table) -> pa.Table:
+    """The detection columns of validated, unstored predictions, as the stored run's query selects them."""
+    keep = pc.and_(pc.is_in(t.column("kind"), pa.array(GEOMETRY_KINDS)), pc.is_valid(t.column("x")))
+    t = t.filter(keep) if not pc.all(keep).as_py() else t
+    score = pc.coalesce(t.column("confidence"), pa.scalar(1.0))
+    return t.select(["key", "item_id", "label", "x", "y", "w", "h", "area"]).append_column("score", score)
 
 
 def category_order(store: Store, dataset_id: int, labels: set[str]) -> list[str]:
@@ -224,7 +248,7 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
     on_cat = "AND d.cat = g.cat" if same_category else ""
     try:
         # DuckDB finds the overlapping pairs (hash join + range filter); their IoU is computed over the
-        # id columns in numpy (udfs.iou.box_iou_pairs, pycocotools' float order): the box_iou macro over
+        # id columns in numpy (udfs.iou.box_iou_indexed, pycocotools' float order): the box_iou macro over
         # 1.1M cross-label pairs cost twice the join, and fetchnumpy a third more than Arrow.
         res = to_arrow(con.sql(
             f"""SELECT d.di, g.gi FROM __pd d JOIN __pg g ON d.img = g.img {on_cat}
@@ -236,7 +260,7 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
     gi = _np(res.column("gi"), np.int64)
     if all_pairs:
         return _sorted_pairs(di, gi, np.ones(len(di)))
-    iou = box_iou_pairs(d.x[di], d.y[di], d.w[di], d.h[di], g.x[gi], g.y[gi], g.w[gi], g.h[gi], g.crowd[gi])
+    iou = box_iou_indexed((d.x, d.y, d.w, d.h), (g.x, g.y, g.w, g.h), g.crowd, di, gi)
     return _sorted_pairs(di, gi, iou)
 
 

@@ -117,3 +117,48 @@ def test_commit_index_equals_pycocotools_matches(tmp_path, seed):
     for gid, st in want_gt.items():
         assert got_gt[gid] == st, f"gt {gid}"
     assert all(c in known_cats for c in {d["category_id"] for d in dets})
+
+
+def _stored_metrics(g, r, **params) -> dict:
+    with engine.connect() as ws:
+        ws.import_coco(g, dataset="gt", results=r, run="eval", check_images=False, clip="keep", bad_masks="drop")
+        return ws.get_run("eval").metrics(**params)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_unstored_results_equal_a_stored_run(tmp_path, seed):
+    """`loupe eval`'s box path (results validated, never stored) gives exactly a stored run's metrics dict:
+    stats, per class and counts, bit for bit, also with custom parameters and result rows that are not boxes
+    (a polygon, keypoints only, a label whose spaces the store trims)."""
+    from engine.metrics.params import coco_params
+    from engine.runs.coco_pair import evaluate_coco_pair
+
+    gt, dets = random_pair(200 + seed, first_ann_id=seed % 2)
+    gt["categories"][0]["name"] = " padded  "
+    if seed % 2:
+        x, y = dets[0]["bbox"][:2]
+        dets.append({"image_id": dets[0]["image_id"], "category_id": 2, "score": 0.7,
+                     "segmentation": [[x, y, x + 30, y, x + 30, y + 20, x, y + 20]]})
+        dets.append({"image_id": dets[0]["image_id"], "category_id": 1, "score": 0.6, "keypoints": [5, 6, 2]})
+    g, r = _write(tmp_path, gt, dets)
+    params = {} if seed < 4 else {"iou_thresholds": [0.3, 0.5, 0.6], "max_dets": [1, 2, 20], "recall_thresholds": [0, 0.5, 1]}
+    with engine.connect() as ws:
+        got = evaluate_coco_pair(ws, g, r, coco_params(**params))
+    assert got == _stored_metrics(g, r, **params)
+    assert got["counts"]["tp"] > 0
+
+
+def test_unstored_results_refused_like_stored_ones(tmp_path):
+    """A bad detection is refused with the import's own error, naming the record and field."""
+    from engine.errors import ValidationError
+    from engine.runs.coco_pair import evaluate_coco_pair
+
+    gt, dets = random_pair(7)
+    dets[3]["bbox"][2] = -4.0
+    g, r = _write(tmp_path, gt, dets)
+    with pytest.raises(ValidationError) as stored:
+        _stored_metrics(g, r)
+    with engine.connect() as ws, pytest.raises(ValidationError) as unstored:
+        evaluate_coco_pair(ws, g, r)
+    assert str(unstored.value) == str(stored.value)
+    assert "width" in str(unstored.value)

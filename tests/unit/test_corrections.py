@@ -217,3 +217,20 @@ def test_apply_truth_corrections_on_sample_data(ws, tmp_path):
         got[ref] = got.get(ref, 0) + 1
     assert all(got.get(ref, 0) == n for ref, n in by_ref.items())
     assert truth_corrections(out / "truth.json", reasons=["wrong_label"])["add"] == []
+
+
+def test_evaluation_inputs_stay_in_input_order_after_a_correction(ws, ds):
+    """A corrected annotation is a new row that keeps its old ``seq``: the table's row order is then not
+    ``seq`` order, and the evaluation inputs (read without ORDER BY) must still come in ``seq`` order."""
+    from engine.runs.inputs import gather
+
+    run = ws.add_model("m").create_run("r", ds, [
+        engine.BoxPrediction("cat", r, f"p{i}", x=10, y=10, width=20, height=20, confidence=0.5)
+        for i, r in enumerate(("a", "b", "c"))])
+    ds.correct("1", reference_id="a", label="dog")  # annotations[0] is replaced by a row written last
+    in_table_order = ws.sql("SELECT ann_key FROM annotations WHERE valid_to IS NULL").column("ann_key").to_pylist()
+    by_seq = ws.sql("SELECT ann_key FROM annotations WHERE valid_to IS NULL ORDER BY seq").column("ann_key").to_pylist()
+    assert in_table_order != by_seq  # the case the fallback sort is for
+    inp = gather(ws.store, ds.id, run.id)
+    assert inp.gt.key.tolist() == by_seq
+    assert inp.dt.key.tolist() == ws.sql("SELECT pred_key FROM predictions ORDER BY seq").column("pred_key").to_pylist()

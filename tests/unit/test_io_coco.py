@@ -177,6 +177,18 @@ def test_results_with_unknown_ids_are_refused_and_write_nothing(tmp_path, ws, gt
         assert ws.sql("SELECT count(*) AS n FROM runs").column("n")[0].as_py() == 0
 
 
+def test_bad_results_given_with_the_ground_truth_write_nothing(tmp_path, ws, gt_file):
+    """The ground truth is stored while DuckDB still reads the results; a results error after that
+    (unknown id, unreadable file) rolls the ground truth back too."""
+    bad = _results("bbox")
+    bad[1]["image_id"] = 99
+    for res, err in ((write(tmp_path / "r.json", bad), ValidationError), (write(tmp_path / "x.json", "[{]"), LoupeError)):
+        with pytest.raises(err):
+            ws.import_coco(gt_file, "d", results=res, run="r")
+        for table in ("datasets", "items", "annotations", "predictions", "runs"):
+            assert ws.sql(f"SELECT count(*) AS n FROM {table}").column("n")[0].as_py() == 0, table
+
+
 def test_duckdb_and_json_results_parsers_agree(tmp_path):
     rows = _results("bbox") + _results("segm") + [
         {"image_id": 5, "category_id": 1, "segmentation": [[1, 1, 5, 1, 5, 5]], "score": 0.1},
