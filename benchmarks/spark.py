@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=None, help="keep / reuse the workspace and export here")
     ap.add_argument("--prepare", action="store_true", help="only build the workspace and export (--workdir)")
     ap.add_argument("--side", choices=["both", "duckdb", "spark"], default="both")
+    ap.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE", help="extra Spark setting")
     a = ap.parse_args()
 
     import engine
@@ -82,7 +83,8 @@ def main() -> None:
         spark = None
         if "spark" in sides:
             t0 = time.perf_counter()
-            spark = local_session(f"local[{a.cores}]", {"spark.driver.memory": "4g"})
+            spark = local_session(f"local[{a.cores}]", {"spark.driver.memory": "4g",
+                                                        **dict(c.split("=", 1) for c in a.conf)})
             print(f"spark session start: {time.perf_counter() - t0:.1f} s", flush=True)
         peaks = PeakWatch(os.getpid())
         run = ws.get_run("dets")
