@@ -35,3 +35,22 @@ def spark():
     s = spark_or_skip()
     yield s
     s.stop()
+
+
+SPARK_FILES = ("tests/unit/test_spark.py", "tests/unit/test_spark_dsl.py")  # the modules using ``spark`` above
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile`` (the default addopts), with the Spark modules as one unit: they share the session
+    fixture above, so on one worker one JVM starts (and warms up) instead of one per worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SparkTogether(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "spark" if scope in SPARK_FILES else scope
+
+    return SparkTogether(config, log)
