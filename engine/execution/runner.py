@@ -145,7 +145,18 @@ def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None
             rows = object_scan.run(copy, compiled.plan, lambda sql: _read_item_values(ds, sql))
             if rows is not None and store.generation == copy.generation:  # item values read from the same data
                 return rows
+    if compiled.bounded is not None:  # a top-n read up to a boundary of its first sort key
+        rows = _run_sql(ds, compiled.bounded_sql())
+        if rows.num_rows == compiled.bounded_rows:  # n rows before the boundary: the query's top n
+            return rows
     return execute(ds, compiled)
+
+
+def _run_sql(ds: "Dataset", sql: str) -> pa.Table:
+    try:
+        return ds.ws.store.arrow(sql)
+    except duckdb.Error as e:
+        raise LoupeError(f"query failed while running: {e}") from None
 
 
 def _read_item_values(ds: "Dataset", sql: str) -> pa.Table:
