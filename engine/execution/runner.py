@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import functools
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -122,10 +121,9 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
         if keys.user_order:
             keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
         ids = execute(ds, keys).column(0)
-        if not keys.user_order:
-            ids = pa.array(np.sort(ids.to_numpy()))
         if store.generation == entry.generation:  # nothing wrote since the copy: ids and copy agree
-            rows = item_cache.take(entry, ids)  # None if an id is not an item of the dataset
+            # None if an id is not an item of the dataset
+            rows = item_cache.take(entry, ids) if keys.user_order else item_cache.take_in_order(entry, ids)
             if rows is not None:
                 return rows
     return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))
