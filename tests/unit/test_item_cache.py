@@ -202,7 +202,10 @@ def test_copies_of_a_store_share_one_budget_and_stale_ones_are_freed(tmp_path, m
     ("annotations.car = 0", None, False),  # true for an item without a car row: every item must be read
     ("metadata.camera IS NULL", None, False),
     ("width > 10 AND annotations.car > 0", None, False),  # reads items
-    ('slice("s0") AND annotations.car > 0', None, False),
+    ('slice("s0") AND annotations.car > 0', None, True),  # the slice reads item ids only
+    ('slice("s0") OR annotations.car > 0', None, False),
+    ('slice("s0") AND predictions.fp > 0 AND annotations.car >= 0', "r1", True),
+    ('slice("s0") AND width > 10 AND annotations.car > 0', None, False),
 ])
 def test_candidate_ids_skip_the_items_table_only_when_safe(world, dsl, run, alone):
     ds = world.ds
