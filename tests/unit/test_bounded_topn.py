@@ -90,3 +90,38 @@ def test_which_queries_are_bounded():
     assert not has('source = "gt" ORDER BY x * 2')  # computed
     assert not has('source = "gt" ORDER BY label')  # a string
     assert not has('source = "gt" ORDER BY area', limit=sqlbuild.MAX_BOUNDED + 1)
+
+
+def test_nan_and_null_keys(tmp_path, monkeypatch):
+    """DuckDB orders NaN above every number (first descending, last before NULLs ascending): the boundary
+    and the filter on it compare the same way, and NULL keys come from the plain query."""
+    import engine
+
+    monkeypatch.setattr(object_cache.COPIES, "max_bytes", 0)
+    monkeypatch.setattr(sqlbuild, "MIN_CANDIDATES", 1)
+    monkeypatch.setattr(sqlbuild, "CANDIDATES_PER_ROW", 1)
+    answered = []
+    real = runner._run_sql
+    monkeypatch.setattr(runner, "_run_sql", lambda ds, sql: answered.append(real(ds, sql).num_rows) or real(ds, sql))
+    ws = engine.connect(tmp_path / "w.duckdb")
+    try:
+        ds = ws.create_dataset("d")
+        ds.append([engine.DatasetItem(f"/{k}.png", f"i{k}", width=200, height=200) for k in range(6)],
+                  check_images=False)
+        preds = [engine.BoxPrediction("car", f"i{k}", x=10 + j, y=10, width=30, height=30,
+                                      confidence=round(0.1 * ((k + 3 * j) % 9), 2), annotation_id=f"p{k}{j}")
+                 for k in range(6) for j in range(3)]
+        run = ws.add_model("m").create_run("r", ds, preds)
+        run.commit(iou_threshold=0.5)
+        ws.sql("UPDATE predictions SET confidence = 'NaN'::DOUBLE WHERE annotation_id IN ('p10', 'p41')")
+        ws.sql("UPDATE predictions SET confidence = NULL WHERE annotation_id IN ('p20', 'p52')")
+        for text in ['source = "prediction" ORDER BY confidence DESC', 'source = "prediction" ORDER BY confidence',
+                     'source = "prediction" AND confidence > 0.3 ORDER BY confidence DESC, x']:
+            for limit, offset in [(1, None), (2, None), (3, 1), (16, None), (17, None), (18, 1)]:
+                compiled = compile_for(ds, text, "objects", "r", None, limit, offset)
+                assert compiled.bounded is not None
+                got = ds.query_objects(text, run="r", limit=limit, offset=offset)
+                assert rows(got) == rows(execute(ds, compiled)), (text, limit, offset)
+        assert 0 < sum(n > 0 for n in answered) and len(answered) == 18
+    finally:
+        ws.close()
