@@ -10,6 +10,8 @@ builds them), so fp / fn rows stay in item order.
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -17,9 +19,26 @@ import pyarrow.compute as pc
 
 def storage_order(table: pa.Table) -> pa.Table:
     """``table`` (matches columns: source, status, iou ...) in storage order (a stable sort)."""
+    order = permutation(table)
+    return table if order is None else table.take(pa.array(order, pa.int64()))
+
+
+def in_batches(table: pa.Table, rows: int = 1 << 20) -> Iterator[pa.Table]:
+    """``table`` in storage order, ``rows`` at a time: a writer inserts them one after the other and never
+    holds a sorted copy of the whole table next to it (the commit's peak memory stays as it was)."""
+    order = permutation(table)
+    if order is None:
+        yield table
+        return
+    for start in range(0, len(order), rows):
+        yield table.take(pa.array(order[start:start + rows], pa.int64()))
+
+
+def permutation(table: pa.Table) -> np.ndarray | None:
+    """The row order that puts ``table`` in storage order, or None when it already is."""
     n = table.num_rows
     if n < 2:
-        return table
+        return None
     group = np.zeros(n, np.int16)
     for name in ("source", "status"):
         column = table.column(name)
@@ -35,6 +54,4 @@ def storage_order(table: pa.Table) -> pa.Table:
     level[known] = np.clip(iou[known], 0.0, 1.0) * 65534 + 0.5
     order = np.argsort(level, kind="stable")
     order = order[np.argsort(group[order], kind="stable")]
-    if not (order[1:] < order[:-1]).any():
-        return table
-    return table.take(pa.array(order, pa.int64()))
+    return None if not (order[1:] < order[:-1]).any() else order

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from engine.execution.catalog import DuckDBCatalog
-from engine.store.match_order import storage_order
+from engine.store.match_order import in_batches, storage_order
 from tests.oracle.coco_random import import_pair, random_pair
 
 
@@ -47,6 +47,10 @@ def test_storage_order_sorts_stably(seed):
     level = np.where(np.isnan(v), 65535, np.rint(np.nan_to_num(v) * 65534))
     same = (np.array(s[1:]) == np.array(s[:-1])) & (np.array(st[1:]) == np.array(st[:-1])) & (level[1:] == level[:-1])
     assert (k[1:][same] > k[:-1][same]).all()
+    parts = list(in_batches(table, rows=700))  # what commit inserts, batch after batch
+    assert [p.num_rows for p in parts] == [700] * 4 + [200]
+    assert pa.concat_tables(parts).equals(out)
+    assert list(in_batches(out, rows=700)) == [out]  # already in order: as it is
 
 
 def test_storage_order_of_chunks_with_different_dictionaries():
