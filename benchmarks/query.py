@@ -31,6 +31,7 @@ import engine  # noqa: E402
 from engine.execution import catalog as query_catalog  # noqa: E402
 from engine.execution import object_cache  # noqa: E402
 from engine.store import item_values, label_counts, match_counts  # noqa: E402
+from engine.store.match_order import storage_order  # noqa: E402
 from engine.execution.catalog import DuckDBCatalog  # noqa: E402
 from queries import compile_query  # noqa: E402
 
@@ -120,10 +121,9 @@ def build(ws: "engine.Workspace", n_items: int, per_item: float, seed: int = 0) 
     mg = pa.table({"source": pa.array(["gt"] * n), "ann_key": np.arange(1, n + 1), "pred_key": pa.array(gpred, mask=~tp),
                    "item_id": item_of, "iou": pa.array(giou, mask=~tp), "status": pa.array(np.where(tp, "tp", "fn")),
                    "error_type": pa.array(np.where(tp, None, "missed").tolist())})
-    for t in (mp, mg):
-        con.register("__b_m", t)
-        con.execute("INSERT INTO matches SELECT 1, 0.5, source, ann_key, pred_key, item_id, iou, iou, "
-                    "coalesce(ann_key, pred_key), status, error_type FROM __b_m")
+    con.register("__b_m", storage_order(pa.concat_tables([mp, mg])))  # the order commit writes them in
+    con.execute("INSERT INTO matches SELECT 1, 0.5, source, ann_key, pred_key, item_id, iou, iou, "
+                "coalesce(ann_key, pred_key), status, error_type FROM __b_m")
     match_counts.rebuild(ws.store, ds.id)  # what commit writes in its transaction
     con.execute("CHECKPOINT")
     ds.create_slice("test", reference_ids=[f"img{i:06d}" for i in ids[::5]])

@@ -28,7 +28,7 @@ from .objects import ObjectPlan, build_side, plan_of
 from .parser import parse
 from .scopes import Context, ItemScope, ObjectScope, Segments
 from .scores import SCORE_FUNCTIONS, UNCERTAINTY_METHODS, ScoreSpec
-from .sqlbuild import Aggregates, Side, col, items_query, objects_query, placeholder_or
+from .sqlbuild import Aggregates, Side, bound_size, col, items_query, objects_query, placeholder_or
 from .values import (ALL, Pos, Val, and_, arith_consts, boolean, compare_consts, literal, not_,
                      or_, paren, type_name, typed_null)
 
@@ -56,6 +56,10 @@ class CompiledQuery:
     plan: ObjectPlan | None = None  # object queries: the filter and order per side, for object_scan
     user_order: bool = False  # item queries: an ORDER BY of the query's own (else rows are by item_id)
     scores: tuple = ()  # ScoreSpecs the engine must register before running the SQL (queries/scores.py)
+    # object queries with a LIMIT: the SELECT whose phase 1 stops at a boundary of the first sort key
+    # (sqlbuild.Side.bound), and the row count that proves its answer is the query's (else run ``expression``)
+    bounded: Any = None
+    bounded_rows: int | None = None
     _cache: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -73,6 +77,17 @@ class CompiledQuery:
         if key not in self._cache:
             self._cache[key] = to_sql(self.expression, dialect, pretty)
         return self._cache[key]
+
+    def bounded_sql(self) -> str | None:
+        """DuckDB SQL of the bounded variant (None when the query has none)."""
+        if self.bounded is None:
+            return None
+        if "bounded" not in self._cache:
+            with self._lock:
+                if callable(self.bounded):
+                    self.bounded = self.bounded()
+            self._cache["bounded"] = to_sql(self.bounded, "duckdb")
+        return self._cache["bounded"]
 
 
 @dataclass
@@ -617,8 +632,13 @@ def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | N
         parts = parts_for(oscope)
         sides.append(build_side(oscope, ctx, "base", exp.false(), [v.sql for v, _ in parts.order]))
     plan = plan_of(sides, desc, n, off, ctx.aggs) if not ctx.scores else None  # scores: DuckDB only
+    k = bound_size(sides, n, off) if projection == "rows" and not ctx.scores else None
+    bounded = None
+    if k is not None:
+        copies = [s.copy() for s in sides]
+        bounded = lambda: objects_query(copies, desc, n, off, ctx.aggs, projection, bound=k)  # noqa: E731
     return CompiledQuery(target, lambda: objects_query(sides, desc, n, off, ctx.aggs, projection), text, run, plan,
-                         scores=tuple(ctx.scores))
+                         scores=tuple(ctx.scores), bounded=bounded, bounded_rows=None if k is None else n)
 
 
 def _where(v: Val | None) -> exp.Expression | None:

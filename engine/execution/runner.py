@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 import functools
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
@@ -122,10 +121,9 @@ def query_items(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None =
         if keys.user_order:
             keys = compile_for(ds, dsl, "items", run, order_by, limit, offset, projection="keys")
         ids = execute(ds, keys).column(0)
-        if not keys.user_order:
-            ids = pa.array(np.sort(ids.to_numpy()))
         if store.generation == entry.generation:  # nothing wrote since the copy: ids and copy agree
-            rows = item_cache.take(entry, ids)  # None if an id is not an item of the dataset
+            # None if an id is not an item of the dataset
+            rows = item_cache.take(entry, ids) if keys.user_order else item_cache.take_in_order(entry, ids)
             if rows is not None:
                 return rows
     return execute(ds, compile_for(ds, dsl, "items", run, order_by, limit, offset))
@@ -145,7 +143,18 @@ def query_objects(ds: "Dataset", dsl: str, run: Any = None, order_by: str | None
             rows = object_scan.run(copy, compiled.plan, lambda sql: _read_item_values(ds, sql))
             if rows is not None and store.generation == copy.generation:  # item values read from the same data
                 return rows
+    if compiled.bounded is not None:  # a top-n read up to a boundary of its first sort key
+        rows = _run_sql(ds, compiled.bounded_sql())
+        if rows.num_rows == compiled.bounded_rows:  # n rows before the boundary: the query's top n
+            return rows
     return execute(ds, compiled)
+
+
+def _run_sql(ds: "Dataset", sql: str) -> pa.Table:
+    try:
+        return ds.ws.store.arrow(sql)
+    except duckdb.Error as e:
+        raise LoupeError(f"query failed while running: {e}") from None
 
 
 def _read_item_values(ds: "Dataset", sql: str) -> pa.Table:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from udfs.matching import GreedyResult, greedy_match, hungarian_match, stable_order
 
 from engine.store import match_counts
+from engine.store import match_order
 from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
@@ -112,13 +113,20 @@ def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float],
     ``table`` holds the matches columns plus each object's ``label`` (an Arrow table or a relation
     DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer). ``counts``: the
     per-item match counts already computed (:func:`_match_counts`), else they are grouped from ``table``.
+    An Arrow ``table`` is written in storage order (engine/store/match_order.py).
     """
     con = store.con
     con.register("__new_matches", table)
     try:
         with store.transaction():
             con.execute("DELETE FROM matches WHERE run_id = ?", [run_id])
-            con.execute("INSERT INTO matches SELECT * EXCLUDE (label) FROM __new_matches")
+            if isinstance(table, pa.Table):
+                for part in match_order.in_batches(table):
+                    con.register("__new_matches_part", part)
+                    con.execute("INSERT INTO matches SELECT * EXCLUDE (label) FROM __new_matches_part")
+                con.unregister("__new_matches_part")
+            else:
+                con.execute("INSERT INTO matches SELECT * EXCLUDE (label) FROM __new_matches")
             if counts is None:
                 match_counts.write_committed(store, run_id, "__new_matches")
             else:

@@ -6,7 +6,7 @@ import pytest
 
 import engine
 from engine.execution.catalog import DuckDBCatalog
-from queries import DSLTypeError
+from queries import DSLNameError, DSLTypeError
 
 
 @pytest.fixture()
@@ -63,3 +63,21 @@ def test_metadata_types_follow_in_place_changes(ws, monkeypatch):
     assert calls.count("items") == 3
     ws.sql("UPDATE annotations SET metadata = '{\"occluded\": \"yes\"}' WHERE annotation_id = 'g1'")
     assert ds.query_objects('metadata.occluded = "yes"').column("annotation_id").to_pylist() == ["g1"]
+
+
+def test_labels_survive_writes_that_leave_the_data_token_alone(ws, monkeypatch):
+    ds = _dataset(ws)
+    calls: list[int] = []
+    real = DuckDBCatalog._load_labels
+    monkeypatch.setattr(DuckDBCatalog, "_load_labels", lambda self: calls.append(1) or real(self))
+    assert ds.query("annotations.car >= 1").num_rows == 6
+    ws.store.generation += 1  # a write that changed none of the token's data fields
+    ds.query("annotations.car >= 2")
+    assert len(calls) == 1
+    ds.annotate([engine.BoxAnnotation("bus", "i0", x=1, y=1, width=3, height=3, annotation_id="b0")])
+    assert ds.query("annotations.bus = 1").num_rows == 1  # the label version moved: read again
+    assert len(calls) == 2
+    ws.sql("UPDATE annotations SET label = 'tram' WHERE annotation_id = 'b0'")  # no label version change
+    assert ds.query("annotations.tram = 1").num_rows == 1  # unknown in the kept set: refreshed
+    with pytest.raises(DSLNameError):  # and the refreshed set is the one kept now
+        ds.query("annotations.bus = 1")

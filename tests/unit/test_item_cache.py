@@ -202,7 +202,10 @@ def test_copies_of_a_store_share_one_budget_and_stale_ones_are_freed(tmp_path, m
     ("annotations.car = 0", None, False),  # true for an item without a car row: every item must be read
     ("metadata.camera IS NULL", None, False),
     ("width > 10 AND annotations.car > 0", None, False),  # reads items
-    ('slice("s0") AND annotations.car > 0', None, False),
+    ('slice("s0") AND annotations.car > 0', None, True),  # the slice reads item ids only
+    ('slice("s0") OR annotations.car > 0', None, False),
+    ('slice("s0") AND predictions.fp > 0 AND annotations.car >= 0', "r1", True),
+    ('slice("s0") AND width > 10 AND annotations.car > 0', None, False),
 ])
 def test_candidate_ids_skip_the_items_table_only_when_safe(world, dsl, run, alone):
     ds = world.ds
@@ -231,3 +234,18 @@ def test_a_constant_sort_key_is_refused_with_and_without_the_copy(world, kw):
     with pytest.raises(DSLTypeError, match="constant sort key") as e:
         ds.query(f"annotations.count >= 0 ORDER BY {kw['order_by']}")
     assert "^" in str(e.value)  # the caret under the constant
+
+
+@pytest.mark.parametrize("ids", [[5, 6, 7, 8, 9, 10], [5, 7, 8, 20, 21, 30]])  # dense, with gaps
+def test_rows_in_item_order_from_ids_in_any_order(ids):
+    import numpy as np
+    import pyarrow as pa
+    rows = pa.table({"reference_id": [f"r{i}" for i in ids]})
+    entry = item_cache._Entry(0, np.array(ids), rows, int(ids[-1]) - ids[0] == len(ids) - 1)
+    want = [6, 8, 9, 10] if entry.dense else [7, 8, 21, 30]
+    got = item_cache.take_in_order(entry, pa.chunked_array([pa.array(want[2:]), pa.array(want[1::-1])]))
+    assert got.column("reference_id").to_pylist() == [f"r{i}" for i in want]
+    assert item_cache.take_in_order(entry, pa.array([want[0], want[0]])).num_rows == 2  # as the SQL path
+    assert item_cache.take_in_order(entry, pa.array([], pa.int64())).num_rows == 0
+    for missing in (4, 11 if entry.dense else 6, 31):
+        assert item_cache.take_in_order(entry, pa.array([want[0], missing])) is None
