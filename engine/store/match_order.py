@@ -7,6 +7,9 @@ dynamic filter on iou skips the rest): on 1M items / 14M matches rows the worst-
 ~500 ms (top-N over 11.2M true positives) to ~8 ms. IoU is ordered to 1/65534 (zone maps need close
 values together, not an exact order); rows with equal keys keep their order (by item, as the commit
 builds them), so fp / fn rows stay in item order.
+
+Runs of fewer than ``MIN_ROWS`` rows are written as built: a scan of a few row groups costs milliseconds,
+while the order costs ~0.2 s CPU per million rows (at 5k images / 500k detections, ~10 % of a commit).
 """
 from __future__ import annotations
 
@@ -17,6 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+MIN_ROWS = 1 << 20  # about 8 row groups of 122,880 rows: below it there is little for zone maps to skip
+
+
 def storage_order(table: pa.Table) -> pa.Table:
     """``table`` (matches columns: source, status, iou ...) in storage order (a stable sort)."""
     order = permutation(table)
@@ -25,8 +31,9 @@ def storage_order(table: pa.Table) -> pa.Table:
 
 def in_batches(table: pa.Table, rows: int = 1 << 20) -> Iterator[pa.Table]:
     """``table`` in storage order, ``rows`` at a time: a writer inserts them one after the other and never
-    holds a sorted copy of the whole table next to it (the commit's peak memory stays as it was)."""
-    order = permutation(table)
+    holds a sorted copy of the whole table next to it (the commit's peak memory stays as it was).
+    A table of fewer than ``MIN_ROWS`` rows comes back as it is."""
+    order = permutation(table) if table.num_rows >= MIN_ROWS else None
     if order is None:
         yield table
         return

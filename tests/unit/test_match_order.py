@@ -7,6 +7,7 @@ import pyarrow as pa
 import pytest
 
 from engine.execution.catalog import DuckDBCatalog
+from engine.store import match_order
 from engine.store.match_order import in_batches, storage_order
 from tests.oracle.coco_random import import_pair, random_pair
 
@@ -28,7 +29,7 @@ def assert_storage_order(source: list[str], status: list[str], iou: np.ndarray) 
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_storage_order_sorts_stably(seed):
+def test_storage_order_sorts_stably(seed, monkeypatch):
     rng = np.random.default_rng(seed)
     n = 3000
     status = rng.choice(["tp", "fp", "fn", "ignored"], n)
@@ -47,6 +48,8 @@ def test_storage_order_sorts_stably(seed):
     level = np.where(np.isnan(v), 65535, np.rint(np.nan_to_num(v) * 65534))
     same = (np.array(s[1:]) == np.array(s[:-1])) & (np.array(st[1:]) == np.array(st[:-1])) & (level[1:] == level[:-1])
     assert (k[1:][same] > k[:-1][same]).all()
+    assert list(in_batches(table, rows=700)) == [table]  # fewer than MIN_ROWS rows: written as built
+    monkeypatch.setattr(match_order, "MIN_ROWS", 2)
     parts = list(in_batches(table, rows=700))  # what commit inserts, batch after batch
     assert [p.num_rows for p in parts] == [700] * 4 + [200]
     assert pa.concat_tables(parts).equals(out)
@@ -74,8 +77,12 @@ def pair(tmp_path):
     ws.close()
 
 
-def test_commit_writes_matches_in_storage_order(pair):
+def test_commit_writes_matches_in_storage_order(pair, monkeypatch):
     ws, ds, run = pair
+    run.commit()
+    rows = ws.store.con.execute("SELECT status FROM matches WHERE run_id = ? ORDER BY rowid", [run.id]).fetchall()
+    assert sorted(rows) != rows  # a run below MIN_ROWS is written as built (by item, statuses mixed)
+    monkeypatch.setattr(match_order, "MIN_ROWS", 2)
     for kw in ({}, {"iou_threshold": 0.3}):
         run.commit(**kw)
         rows = ws.store.con.execute(
