@@ -675,6 +675,7 @@ def import_coco(
             summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
                                    predictions=lambda: predictions_for(index), run=run or Path(results).stem,
                                    model=model, progress=progress)
+            del predictions_for  # it holds the raw results table: free it before the pool is released
     del items, anns
     release_arrow_memory()
     return summary

@@ -55,10 +55,16 @@ def permutation(table: pa.Table) -> np.ndarray | None:
         group = group * np.int16(len(column.dictionary)) + codes[column.indices.to_numpy(zero_copy_only=False)]
     iou = table.column("iou").to_numpy(zero_copy_only=False)  # NULL -> NaN
     # IoU to 16 bits (zone maps need row groups of close values, not an exact order), NULL last: two
-    # stable radix sorts (IoU, then group) instead of a comparison sort of 14M doubles (~3x slower)
+    # stable radix sorts (IoU, then group) instead of a comparison sort of 14M doubles (~3x slower).
+    # Temporaries are dropped as soon as used and positions kept as int32: at 21M rows (200k images /
+    # 20M detections) the commit's peak RSS is what the order adds to it.
     level = np.full(n, 65535, np.uint16)
     known = ~np.isnan(iou)
     level[known] = np.clip(iou[known], 0.0, 1.0) * 65534 + 0.5
-    order = np.argsort(level, kind="stable")
-    order = order[np.argsort(group[order], kind="stable")]
+    del iou, known
+    index = np.int32 if n < 2**31 else np.int64
+    order = np.argsort(level, kind="stable").astype(index)
+    del level
+    group = group[order]
+    order = order[np.argsort(group, kind="stable")]
     return None if not (order[1:] < order[:-1]).any() else order
