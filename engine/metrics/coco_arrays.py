@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from engine.metrics.cocoeval import DtArrays, GtArrays, PairArrays
-from udfs.iou import box_iou_pairs
+from udfs.iou import box_iou_indexed
 
 __all__ = ["arrays_from_coco", "box_pairs"]
 
@@ -30,8 +30,7 @@ def box_pairs(
     di = np.repeat(np.arange(len(d_key)), cnt)
     start = np.repeat(lo - (np.cumsum(cnt) - cnt), cnt)
     gi = go[start + np.arange(len(di))] if len(di) else np.zeros(0, np.int64)
-    d, g = d_box[di], g_box[gi]
-    iou = box_iou_pairs(d[:, 0], d[:, 1], d[:, 2], d[:, 3], g[:, 0], g[:, 1], g[:, 2], g[:, 3], g_crowd[gi])
+    iou = box_iou_indexed(tuple(np.asarray(d_box, np.float64).T), tuple(np.asarray(g_box, np.float64).T), g_crowd, di, gi)
     keep = iou > 0
     return PairArrays(dt=di[keep], gt=gi[keep], iou=iou[keep])
 

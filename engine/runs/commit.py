@@ -23,8 +23,7 @@ import pyarrow.compute as pc
 
 from udfs.matching import GreedyResult, greedy_match, hungarian_match, stable_order
 
-from engine.store import match_counts
-from engine.store import match_order
+from engine.store import match_counts, match_order
 from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams

@@ -45,12 +45,13 @@ def rows(t):
     return [{k: ("NaN" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in t.to_pylist()]
 
 
-@pytest.mark.parametrize("per_row", [1, 2, 20])
-def test_bounded_top_n_equals_plain_sql(monkeypatch, per_row):
+def bounded_answers(monkeypatch, per_row: int) -> list[int]:
+    """Every object query in DuckDB, tiny candidate counts; returns the list the bounded SQL's row counts
+    are appended to as queries run."""
     monkeypatch.setattr(object_cache.COPIES, "max_bytes", 0)  # everything in DuckDB
     monkeypatch.setattr(sqlbuild, "MIN_CANDIDATES", 1)
     monkeypatch.setattr(sqlbuild, "CANDIDATES_PER_ROW", per_row)
-    answered = []
+    answered: list[int] = []
     real = runner._run_sql
 
     def spy(ds, sql):
@@ -58,6 +59,12 @@ def test_bounded_top_n_equals_plain_sql(monkeypatch, per_row):
         answered.append(out.num_rows)
         return out
     monkeypatch.setattr(runner, "_run_sql", spy)
+    return answered
+
+
+@pytest.mark.parametrize("per_row", [1, 2, 20])
+def test_bounded_top_n_equals_plain_sql(monkeypatch, per_row):
+    answered = bounded_answers(monkeypatch, per_row)
     bounded = taken = 0
     for text, run in QUERIES:
         for limit, offset in LIMITS:
@@ -97,12 +104,7 @@ def test_nan_and_null_keys(tmp_path, monkeypatch):
     and the filter on it compare the same way, and NULL keys come from the plain query."""
     import engine
 
-    monkeypatch.setattr(object_cache.COPIES, "max_bytes", 0)
-    monkeypatch.setattr(sqlbuild, "MIN_CANDIDATES", 1)
-    monkeypatch.setattr(sqlbuild, "CANDIDATES_PER_ROW", 1)
-    answered = []
-    real = runner._run_sql
-    monkeypatch.setattr(runner, "_run_sql", lambda ds, sql: answered.append(real(ds, sql).num_rows) or real(ds, sql))
+    answered = bounded_answers(monkeypatch, 1)
     ws = engine.connect(tmp_path / "w.duckdb")
     try:
         ds = ws.create_dataset("d")
