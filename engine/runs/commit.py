@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -29,12 +29,14 @@ from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
 from ..metrics.params import default_params, params_json
 from .chunks import Chunk
-from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
+from .evaluate import IOU_TYPES, RunEvaluation, start_evaluation, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
 
 BG_IOU = 0.1
 METHODS = ("coco", "hungarian")
 MAX_DETS = 100
+# a commit's evaluation, called inside the write's transaction: (stats, per-class rows)
+Evaluation = Callable[[], "tuple[dict[str, float], list[dict[str, Any]]]"]
 
 
 def commit_run(
@@ -84,20 +86,28 @@ def commit_run(
             m = _match(sub, sp, xp, thr, allowed, method, max_dets)
         rows.put(ch, *_object_values(sub, xp, m, thr))
 
-    # per-object outputs come from on_chunk (rows): not built again over every object
-    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
-                          per_object=False)
-    ev = RunEvaluation(inp, res, iou_type, label_version)
+    # per-object outputs come from on_chunk (rows): not built again over every object. The accumulate
+    # runs on a second thread beside the per-object values and the matches write (engine/runs/background.py)
+    started = start_evaluation(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
+                               per_object=False, background=True)
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
-        rows.d_status[res.dt_dropped] = 3
-        rows.d_err[res.dt_dropped] = 6
+        dropped = ~started.plan.evaluated
+        rows.d_status[dropped] = 3
+        rows.d_err[dropped] = 6
     table = _matches_table(run_id, inp, rows, thr, class_agnostic)
     params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
               "method": method, "iou_type": iou_type, "label_version": label_version,
               "coco_params": params_json(params)}
-    stats = stats_dict(res.stats)
-    write_commit(store, run_id, table, stats, _per_class(ev), params, counts=_match_counts(run_id, thr, inp, rows))
+    counts = _match_counts(run_id, thr, inp, rows)
+    stats: dict[str, float] = {}
+
+    def evaluation() -> tuple[dict[str, float], list[dict[str, Any]]]:
+        res = started.result()
+        stats.update(stats_dict(res.stats))
+        return stats, _per_class(RunEvaluation(inp, res, iou_type, label_version))
+
+    write_commit(store, run_id, table, evaluation, None, params, counts=counts)
     # counts from the status codes (indexing _STATUS): Table.group_by would import pyarrow.acero (~0.25 s CPU)
     d_n = np.bincount(rows.d_status, minlength=len(_STATUS))
     g_n = np.bincount(rows.g_status, minlength=len(_STATUS))
@@ -105,14 +115,17 @@ def commit_run(
             "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 
-def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float], per_class: list[dict[str, Any]],
-                 params: dict[str, Any], counts: pa.Table | None = None) -> None:
+def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float] | Evaluation,
+                 per_class: list[dict[str, Any]] | None, params: dict[str, Any], counts: pa.Table | None = None) -> None:
     """Replace a run's matches index, match counts and evaluation in one transaction.
 
     ``table`` holds the matches columns plus each object's ``label`` (an Arrow table or a relation
     DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer). ``counts``: the
     per-item match counts already computed (:func:`_match_counts`), else they are grouped from ``table``.
-    An Arrow ``table`` is written in storage order (engine/store/match_order.py).
+    An Arrow ``table`` is written in storage order (engine/store/match_order.py). ``stats`` may be a
+    function returning ``(stats, per_class)`` (``per_class`` is then None): it is called inside the
+    transaction, after the matches are written, so an evaluation still running elsewhere overlaps the
+    write; if it raises, nothing is written.
     """
     con = store.con
     con.register("__new_matches", table)
@@ -130,6 +143,8 @@ def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float],
                 match_counts.write_committed(store, run_id, "__new_matches")
             else:
                 match_counts.write_counted(store, run_id, counts)
+            if callable(stats):
+                stats, per_class = stats()
             con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?::JSON, ?::JSON, now()::TIMESTAMP)",
@@ -266,43 +281,27 @@ def _through(perm: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per index (``idx`` sorted): max IoU and the first ``other`` reaching it (NaN / -1 when none).
+def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
+    """Per index (``idx`` sorted): the best IoU over all candidates with its first partner reaching it
+    (NaN / -1 when none), and the best same-label and other-label IoU (0 when none; the pair lists hold
+    IoU > 0 only, so a 0 stands in for the other kind's rows).
 
-    IoUs of -inf mark rows to leave out. O(rows): one ``maximum.reduceat`` pass, no sort.
+    Two ``maximum.reduceat`` passes (same / other label); the overall best is their max, and its partner
+    the first row reaching it.
     """
     best = np.full(n, np.nan)
     arg = np.full(n, -1, np.int64)
+    s, o = np.zeros(n), np.zeros(n)
     if len(idx) == 0:
-        return best, arg
+        return best, arg, s, o
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-    seg_max = np.maximum.reduceat(iou, starts)
-    lengths = np.diff(np.r_[starts, len(idx)])
-    hit = np.flatnonzero(iou == np.repeat(seg_max, lengths))
-    seg_of_hit = np.searchsorted(starts, hit, side="right") - 1
-    first = hit[np.r_[True, seg_of_hit[1:] != seg_of_hit[:-1]]]
-    owner = idx[first]
-    ok = np.isfinite(iou[first])
-    best[owner[ok]] = iou[first][ok]
-    arg[owner[ok]] = other[first][ok]
-    return best, arg
-
-
-def _segment_max(idx: np.ndarray, iou: np.ndarray, n: int) -> np.ndarray:
-    """Per index (``idx`` sorted): max IoU, 0 when it has no rows or only -inf ones."""
-    out = np.zeros(n)
-    if len(idx):
-        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-        out[idx[starts]] = np.fmax(np.maximum.reduceat(iou, starts), 0.0)
-    return out
-
-
-def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
-    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU
-    (0 when none; the pair lists hold IoU > 0 only)."""
-    best, arg = _segment_best(idx, iou, other, n)
-    s = _segment_max(idx, np.where(same, iou, -np.inf), n)
-    o = _segment_max(idx, np.where(same, -np.inf, iou), n)
+    owner = idx[starts]
+    s[owner] = np.maximum.reduceat(np.where(same, iou, 0.0), starts)
+    o[owner] = np.maximum.reduceat(np.where(same, 0.0, iou), starts)
+    hit = np.flatnonzero(iou == np.maximum(s, o)[idx])
+    first = hit[np.r_[True, idx[hit[1:]] != idx[hit[:-1]]]]
+    best[idx[first]] = iou[first]
+    arg[idx[first]] = other[first]
     return best, arg, s, o
 
 
@@ -329,7 +328,7 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     # best IoU across labels, same-label and other-label maxima (for error types)
     same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
     d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
-    by_gt = np.argsort(cross.gt * max(nd, 1) + cross.dt)  # (gt, dt) order: pairs are unique, one int64 key
+    by_gt = stable_order((cross.gt, ng))  # (gt, dt) order: the pairs are (dt, gt)-sorted
     g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
 
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position

@@ -15,6 +15,7 @@ from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, D
                                 concat_matches, finish, match, new_objects, prepare, record)
 from ..metrics.params import default_params
 from engine.store.database import Store
+from .background import Background
 from .chunks import Chunk, plan_chunks
 from .inputs import EvalInputs, Pairs, box_pairs, gather, mask_pairs
 
@@ -73,6 +74,41 @@ def evaluate_inputs(
             per-object matches, all in the chunk's local indices.
         per_object: also return the per-object outputs over all objects (``finish``).
     """
+    return start_evaluation(store, inp, iou_type, params, chunk_dets, cross, on_chunk, per_object).result()
+
+
+@dataclass(frozen=True)
+class StartedEvaluation:
+    """An evaluation whose matching is done and whose accumulate may still run (see :func:`start_evaluation`)."""
+
+    plan: CocoPlan
+    pending: Background[CocoResult]
+
+    def result(self) -> CocoResult:
+        """The evaluation's result, once the accumulate has finished (its exception is raised here)."""
+        return self.pending.result()
+
+
+def start_evaluation(
+    store: Store,
+    inp: EvalInputs,
+    iou_type: str = "bbox",
+    params: CocoParams | None = None,
+    chunk_dets: int | None = None,
+    cross: bool = False,
+    on_chunk: ChunkHook | None = None,
+    per_object: bool = True,
+    background: bool = False,
+) -> StartedEvaluation:
+    """:func:`evaluate_inputs`, with the final accumulate left running for the caller.
+
+    ``prepare`` (ranks, accumulate order) runs on a second thread while DuckDB finds the first chunk's
+    candidate pairs. With ``background`` and a single chunk, the accumulate starts on a second thread as
+    soon as the pairs are matched: the last ``on_chunk`` call and whatever the caller does before
+    :meth:`StartedEvaluation.result` (a commit's ``matches`` write) run beside it. Chunked evaluations
+    (large runs) accumulate after their last chunk, in the caller's thread: side by side, the two steps'
+    memory would add up at the size where the peak matters.
+    """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     params = params or default_params(iou_type)
@@ -81,10 +117,13 @@ def evaluate_inputs(
         from .keypoints import keypoint_ignore
 
         ignore = keypoint_ignore(store, inp)
-    plan = _plan(inp, params, ignore)
+    planned = Background(_plan, inp, params, ignore)
+    plan: CocoPlan | None = None
     parts = []
     agnostic = len(inp.labels) <= 1 or iou_type == "keypoints"  # keypoints: same-label pairs only
-    for ch in plan_chunks(inp, chunk_dets):
+    chunks = plan_chunks(inp, chunk_dets)
+    pending: Background[CocoResult] | None = None
+    for ch in chunks:
         sub = ch.inputs(inp)
         if cross and not agnostic:
             xp = candidate_pairs(store, sub, iou_type, same_category=False)
@@ -92,16 +131,23 @@ def evaluate_inputs(
         else:
             sp = candidate_pairs(store, sub, iou_type, params=params)
             xp = sp if cross else None
+        if plan is None:
+            plan = planned.result()
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
         parts.append(mt)
+        if background and len(chunks) == 1:
+            pending = Background(finish, plan, mt, per_object)
         if on_chunk is not None:
             objs = new_objects(plan, ch.dt, ch.gt)
             record(plan, mt, objs, ch.dt, ch.gt)
             on_chunk(ch, sub, sp, xp, objs)
         del sp, xp, mt
-    mt = concat_matches(parts)
-    parts.clear()  # the concatenated copy is enough
-    return finish(plan, mt, per_object)
+    assert plan is not None  # plan_chunks returns at least one chunk
+    if pending is None:
+        mt = concat_matches(parts)
+        parts.clear()  # the concatenated copy is enough
+        pending = Background(finish, plan, mt, per_object, inline=True)
+    return StartedEvaluation(plan, pending)
 
 
 def _plan(inp: EvalInputs, params: CocoParams | None, ignore: np.ndarray | None = None) -> CocoPlan:
