@@ -323,10 +323,10 @@ def concat_matches(parts: list[CocoMatches]) -> CocoMatches:
 
 
 def new_objects(plan: CocoPlan, dt_index: np.ndarray | None = None,
-                gt_index: np.ndarray | None = None) -> CocoObjects:
+                gt_index: np.ndarray | None = None, thrs: np.ndarray | None = None) -> CocoObjects:
     """Empty per-object outputs (all objects, or a chunk's): unmatched; dt_ignore = evaluated and
-    out of area 'all'."""
-    T = len(plan.iou_thrs)
+    out of area 'all'. One row per IoU threshold, or per threshold index in ``thrs``."""
+    T = len(plan.iou_thrs) if thrs is None else len(thrs)
     d_area, evaluated = plan.d_area, plan.evaluated
     if dt_index is not None:
         d_area, evaluated = d_area[dt_index], evaluated[dt_index]
@@ -345,15 +345,23 @@ def _id0(plan: CocoPlan, mt: CocoMatches) -> np.ndarray:
 
 
 def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndarray | None = None,
-           gt_index: np.ndarray | None = None) -> None:
+           gt_index: np.ndarray | None = None, thrs: np.ndarray | None = None) -> None:
     """Write the per-object outputs (area 'all') of matches into ``objs``.
 
     ``mt`` (global indices) must hold every match of the groups it touches. With ``dt_index`` /
     ``gt_index`` (a chunk's ascending global indices) ``objs`` is the chunk's and is written in
-    its local indices, partners included.
+    its local indices, partners included. With ``thrs`` (threshold indices, as given to
+    :func:`new_objects`) only those thresholds are recorded, row ``i`` for ``thrs[i]``.
     """
     sel = mt.area == plan.a_all
+    row_of = None
+    if thrs is not None:  # a commit reads one threshold of ten: skip the others' matches
+        row_of = np.full(len(plan.iou_thrs), -1, np.int64)
+        row_of[np.asarray(thrs, np.int64)] = np.arange(len(thrs))
+        sel &= row_of[mt.thr] >= 0
     t_s, d_s, g_s = mt.thr[sel], mt.dt[sel], mt.gt[sel]
+    if row_of is not None:
+        t_s = row_of[t_s]
     id0_s = _id0(plan, mt)[sel]
     lo, hi = plan.area_rng[plan.a_all]
     out_d = (plan.d_area[d_s] < lo) | (plan.d_area[d_s] > hi)

@@ -28,6 +28,7 @@ from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
 from ..metrics.params import default_params, params_json
+from .background import Background
 from .chunks import Chunk
 from .evaluate import IOU_TYPES, RunEvaluation, start_evaluation, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
@@ -79,17 +80,22 @@ def commit_run(
     thrs = np.asarray(coco.iou_thrs)
     t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)
 
+    bests: list[Background[_PairBests]] = []
+
+    def on_pairs(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None) -> None:
+        bests.append(Background(_pair_bests, sub, xp))  # beside the matching of the same pairs
+
     def on_chunk(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None, objs: CocoObjects) -> None:
         if len(t_eval):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
-            m = _from_eval(objs, int(t_eval[0]))
+            m = _from_eval(objs, 0)
         else:
             m = _match(sub, sp, xp, thr, allowed, method, max_dets)
-        rows.put(ch, *_object_values(sub, xp, m, thr))
+        rows.put(ch, *_object_values(sub, xp, m, thr, bests.pop().result()))
 
     # per-object outputs come from on_chunk (rows): not built again over every object. The accumulate
     # runs on a second thread beside the per-object values and the matches write (engine/runs/background.py)
     started = start_evaluation(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
-                               per_object=False, background=True)
+                               per_object=False, background=True, on_pairs=on_pairs, object_thrs=t_eval[:1])
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
         dropped = ~started.plan.evaluated
         rows.d_status[dropped] = 3
@@ -212,7 +218,7 @@ def _to_global(local: np.ndarray, index: np.ndarray | None) -> np.ndarray:
 
 
 def _from_eval(objs: CocoObjects, t: int) -> GreedyResult:
-    """The evaluation's matches of a chunk at threshold index ``t`` (local indices)."""
+    """The evaluation's matches of a chunk at row ``t`` of its per-object outputs (local indices)."""
     dm = objs.dt_match[t].astype(np.int64)
     return GreedyResult(dm, objs.dt_ignore[t] & (dm >= 0), objs.gt_match[t].astype(np.int64))
 
@@ -315,9 +321,30 @@ def _dict(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=codes < 0), dictionary)
 
 
-def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -> tuple[tuple, tuple]:
+@dataclass(frozen=True)
+class _PairBests:
+    """What a chunk's cross-label pairs alone say of each object (no matching needed): per prediction and
+    per GT, the best IoU with any label and its partner (NaN / -1), the best same-label and other-label IoU."""
+
+    d: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    g: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pair_bests(inp: EvalInputs, cross: Pairs) -> _PairBests:
+    d, g = inp.dt, inp.gt
+    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
+    d_vals = _best_three(cross.dt, cross.iou, cross.gt, same, len(d))  # cross is dt-sorted
+    by_gt = stable_order((cross.gt, len(g)))  # (gt, dt) order: the pairs are (dt, gt)-sorted
+    g_vals = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], len(g))
+    return _PairBests(d_vals, g_vals)
+
+
+def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float, bests: _PairBests | None = None
+                   ) -> tuple[tuple, tuple]:
     """Per prediction and per GT of a chunk: partner, its IoU, best IoU (any label) and its partner,
-    status and error codes (dropped predictions are set by the caller)."""
+    status and error codes (dropped predictions are set by the caller). ``bests``: :func:`_pair_bests`
+    of the same pairs, if already computed."""
+    bests = bests or _pair_bests(inp, cross)
     d, g = inp.dt, inp.gt
     nd, ng = len(d), len(g)
     # IoU with the partner: look the pair up in the candidate lists (sorted by (dt, gt))
@@ -325,11 +352,8 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     partner_iou = _lookup(cross, np.arange(nd), dm)  # cross holds every candidate pair of any label
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
-    # best IoU across labels, same-label and other-label maxima (for error types)
-    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
-    d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
-    by_gt = stable_order((cross.gt, ng))  # (gt, dt) order: the pairs are (dt, gt)-sorted
-    g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
+    d_best, d_arg, d_same, d_other = bests.d
+    g_best, g_arg, g_same, g_other = bests.g
 
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
     d_status = np.where(dm >= 0, np.where(m.dt_ignored, 3, 0), 1).astype(np.int8)
@@ -395,16 +419,28 @@ def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float, cla
 def _match_counts(run_id: int, thr: float, inp: EvalInputs, r: _ObjectRows) -> pa.Table:
     """The run's ``item_match_counts`` rows from the commit's own arrays (engine.store.match_counts): per
     item, prediction tp / fp and GT fn counts over all labels (label NULL) and per label (the object's own)."""
+    d, g = inp.dt, inp.gt
     d_ok = r.d_status <= 1  # tp 0 / fp 1 (not ignored 3)
     g_ok = r.g_status == 2  # fn
-    item = np.r_[inp.dt.item_id[d_ok], inp.gt.item_id[g_ok]]
+    img = np.r_[d.img[d_ok], g.img[g_ok]]  # dense image index: ascending item_id
     status = np.r_[r.d_status[d_ok], r.g_status[g_ok]].astype(np.int64)  # 0 tp, 1 fp, 2 fn
-    lab = np.r_[inp.dt.cat_rank[d_ok], inp.gt.cat_rank[g_ok]]  # indexes inp.categories (every label)
-    items, item_pos = np.unique(item, return_inverse=True)
+    lab = np.r_[d.cat_rank[d_ok], g.cat_rank[g_ok]]  # indexes inp.categories (every label)
+    items = np.zeros(max(inp.n_images, 1), np.int64)
+    items[d.img], items[g.img] = d.item_id, g.item_id
     n_lab = max(len(inp.categories), 1)
-    k_all, n_all = np.unique(item_pos * 3 + status, return_counts=True)
-    k_lab, n_lab_rows = np.unique((item_pos * 3 + status) * n_lab + lab, return_counts=True)
-    k_lab_all = k_lab // n_lab
+    # per (image, status, label) counts: a bincount while its bins are few next to the rows, else a sort
+    k = (img * 3 + status) * n_lab + lab
+    n_bins = inp.n_images * 3 * n_lab
+    if n_bins <= 4 * len(k) + (1 << 20):
+        cnt = np.bincount(k, minlength=n_bins)
+        k_lab = np.flatnonzero(cnt)
+        n_lab_rows = cnt[k_lab]
+    else:
+        k_lab, n_lab_rows = np.unique(k, return_counts=True)
+    k_lab_all = k_lab // n_lab  # image * 3 + status, ascending: the all-label counts are their runs' sums
+    first = np.flatnonzero(np.r_[True, k_lab_all[1:] != k_lab_all[:-1]]) if len(k_lab) else np.zeros(0, np.int64)
+    k_all = k_lab_all[first]
+    n_all = np.add.reduceat(n_lab_rows, first) if len(first) else np.zeros(0, np.int64)
     key = np.r_[k_all, k_lab_all]
     st = key % 3
     labels = pa.array(inp.categories, pa.string())

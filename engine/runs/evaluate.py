@@ -23,6 +23,8 @@ IOU_TYPES = ("bbox", "segm", "keypoints")
 
 # called per chunk with (chunk, chunk inputs, same-label pairs, cross-label pairs or None, chunk objects)
 ChunkHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None", CocoObjects], None]
+# called per chunk once its pairs are found, before they are matched: (chunk, inputs, same, cross or None)
+PairsHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None"], None]
 
 
 @dataclass(frozen=True)
@@ -99,8 +101,15 @@ def start_evaluation(
     on_chunk: ChunkHook | None = None,
     per_object: bool = True,
     background: bool = False,
+    on_pairs: PairsHook | None = None,
+    object_thrs: Sequence[int] | None = None,
 ) -> StartedEvaluation:
     """:func:`evaluate_inputs`, with the final accumulate left running for the caller.
+
+    ``on_pairs`` is called with each chunk's pairs before they are matched (a commit starts its
+    pair-only per-object values there, beside the matching); ``object_thrs``: the threshold indices
+    whose per-object matches ``on_chunk`` reads (row ``i`` of its objects is ``object_thrs[i]``;
+    default all).
 
     ``prepare`` (ranks, accumulate order) runs on a second thread while DuckDB finds the first chunk's
     candidate pairs. With ``background`` and a single chunk, the accumulate starts on a second thread as
@@ -131,6 +140,8 @@ def start_evaluation(
         else:
             sp = candidate_pairs(store, sub, iou_type, params=params)
             xp = sp if cross else None
+        if on_pairs is not None:
+            on_pairs(ch, sub, sp, xp)
         if plan is None:
             plan = planned.result()
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
@@ -138,8 +149,10 @@ def start_evaluation(
         if background and len(chunks) == 1:
             pending = Background(finish, plan, mt, per_object)
         if on_chunk is not None:
-            objs = new_objects(plan, ch.dt, ch.gt)
-            record(plan, mt, objs, ch.dt, ch.gt)
+            thrs = None if object_thrs is None else np.asarray(object_thrs, np.int64)
+            objs = new_objects(plan, ch.dt, ch.gt, thrs)
+            if thrs is None or len(thrs):
+                record(plan, mt, objs, ch.dt, ch.gt, thrs)
             on_chunk(ch, sub, sp, xp, objs)
         del sp, xp, mt
     assert plan is not None  # plan_chunks returns at least one chunk
