@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.metrics.coco_accumulate import accumulate_curves
+from engine.metrics.coco_accumulate import accumulate_context, accumulate_curves
 from engine.metrics.params import validate_params
 from udfs.matching import CocoMatches, coco_greedy_match, stable_order
 
 __all__ = [
+    "accumulate_inputs",
     "CocoObjects",
     "CocoParams",
     "CocoPlan",
@@ -382,15 +383,24 @@ def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndar
         objs.gt_match[tc[o][last], gc[o][last]] = dc[o][last]
 
 
-def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True) -> CocoResult:
+def accumulate_inputs(plan: CocoPlan) -> object:
+    """The part of :func:`finish`'s accumulate that needs no matches (detections in accumulate order,
+    area flags, GT counts), to build beside the matching and pass to :func:`finish`. It holds a few
+    arrays per detection until then: worth it for a small evaluation, not when memory is what counts."""
+    return accumulate_context(plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig,
+                              plan.max_dets, plan.area_rng, plan.K, len(plan.iou_thrs), prefix=True)
+
+
+def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True, prepared: object = None) -> CocoResult:
     """Accumulate and summarize all matches into a CocoResult (with the per-object outputs unless
     ``per_object`` is False: then ``dt_match``/``dt_ignore``/``gt_match`` are None; a commit has
-    already recorded them chunk by chunk, and at 20M detections they take ~1 GB)."""
+    already recorded them chunk by chunk, and at 20M detections they take ~1 GB). ``prepared``:
+    :func:`accumulate_inputs` of the plan, if built already (it is used up)."""
     p, a_all = plan.params, plan.a_all
     m_ig = plan.g_ig[mt.area, mt.gt]
     precision, recall, scores = accumulate_curves(
         plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig, mt, m_ig,
-        _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K,
+        _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K, ctx=prepared,
     )
     del m_ig
     stats = summarize_keypoints(precision, recall, p) if p.iou_type == "keypoints" else summarize(precision, recall, p)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import LoupeError
 from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, DtArrays, GtArrays, PairArrays,
-                                concat_matches, finish, match, new_objects, prepare, record)
+                                accumulate_inputs, concat_matches, finish, match, new_objects, prepare, record)
 from ..metrics.params import default_params
 from engine.store.database import Store
 from .background import Background
@@ -111,8 +111,8 @@ def start_evaluation(
     whose per-object matches ``on_chunk`` reads (row ``i`` of its objects is ``object_thrs[i]``;
     default all).
 
-    ``prepare`` (ranks, accumulate order) runs on a second thread while DuckDB finds the first chunk's
-    candidate pairs. With ``background`` and a single chunk, the accumulate starts on a second thread as
+    ``prepare`` (ranks, accumulate order; for a single chunk also the accumulate's match-free part) runs
+    on a second thread while DuckDB finds the first chunk's candidate pairs. With ``background`` and a single chunk, the accumulate starts on a second thread as
     soon as the pairs are matched: the last ``on_chunk`` call and whatever the caller does before
     :meth:`StartedEvaluation.result` (a commit's ``matches`` write) run beside it. Chunked evaluations
     (large runs) accumulate after their last chunk, in the caller's thread: side by side, the two steps'
@@ -126,11 +126,13 @@ def start_evaluation(
         from .keypoints import keypoint_ignore
 
         ignore = keypoint_ignore(store, inp)
-    planned = Background(_plan, inp, params, ignore)
+    chunks = plan_chunks(inp, chunk_dets)
+    overlap = background and len(chunks) == 1
+    planned = Background(_planned, inp, params, ignore, len(chunks) == 1)
     plan: CocoPlan | None = None
+    prepared = None
     parts = []
     agnostic = len(inp.labels) <= 1 or iou_type == "keypoints"  # keypoints: same-label pairs only
-    chunks = plan_chunks(inp, chunk_dets)
     pending: Background[CocoResult] | None = None
     for ch in chunks:
         sub = ch.inputs(inp)
@@ -143,11 +145,12 @@ def start_evaluation(
         if on_pairs is not None:
             on_pairs(ch, sub, sp, xp)
         if plan is None:
-            plan = planned.result()
+            plan, prepared = planned.result()
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
         parts.append(mt)
-        if background and len(chunks) == 1:
-            pending = Background(finish, plan, mt, per_object)
+        if overlap:
+            pending = Background(finish, plan, mt, per_object, prepared)
+            prepared = None
         if on_chunk is not None:
             thrs = None if object_thrs is None else np.asarray(object_thrs, np.int64)
             objs = new_objects(plan, ch.dt, ch.gt, thrs)
@@ -159,8 +162,15 @@ def start_evaluation(
     if pending is None:
         mt = concat_matches(parts)
         parts.clear()  # the concatenated copy is enough
-        pending = Background(finish, plan, mt, per_object, inline=True)
+        pending = Background(finish, plan, mt, per_object, prepared, inline=True)
     return StartedEvaluation(plan, pending)
+
+
+def _planned(inp: EvalInputs, params: CocoParams, ignore: np.ndarray | None, accumulate: bool
+             ) -> tuple[CocoPlan, object]:
+    """The plan, and with ``accumulate`` the accumulate's match-free part too (both beside the pair join)."""
+    plan = _plan(inp, params, ignore)
+    return plan, accumulate_inputs(plan) if accumulate else None
 
 
 def _plan(inp: EvalInputs, params: CocoParams | None, ignore: np.ndarray | None = None) -> CocoPlan:

@@ -109,3 +109,21 @@ def test_a_failing_background_accumulate_writes_nothing(ws_run, monkeypatch):
         run.commit(iou_threshold=0.3)
     assert seen and seen[0] > 0  # the new index had been written when the accumulate failed
     assert _state(ws) == before  # ... and was rolled back with everything else
+
+
+def test_accumulate_inputs_built_beforehand_give_the_same_curves(ws_run):
+    """The accumulate's match-free part (with running counts) built beside the matching = built inside."""
+    from engine.metrics.cocoeval import PairArrays, accumulate_inputs, finish, match
+    from engine.runs.evaluate import _plan, candidate_pairs
+
+    ws, run = ws_run
+    inp = gather(ws.store, run.dataset_id, run.id)
+    plan = _plan(inp, None)
+    sp = candidate_pairs(ws.store, inp, "bbox")
+    mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou))
+    assert len(mt.dt) > 0
+    ref = finish(plan, mt)
+    got = finish(plan, mt, prepared=accumulate_inputs(plan))
+    for name in ("precision", "recall", "scores", "stats"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name))
+    assert (ref.precision > 0).any()
