@@ -260,8 +260,25 @@ def box_pairs(store: Store, inp: EvalInputs, same_category: bool = True, all_pai
     gi = _np(res.column("gi"), np.int64)
     if all_pairs:
         return _sorted_pairs(di, gi, np.ones(len(di)))
+    di, gi = _sorted_ids(di, gi)
     iou = box_iou_indexed((d.x, d.y, d.w, d.h), (g.x, g.y, g.w, g.h), g.crowd, di, gi)
-    return _sorted_pairs(di, gi, iou)
+    keep = iou > 0  # the overlap filter leaves only positive IoUs, but for degenerate boxes
+    if keep.all():
+        return Pairs(dt=di, gt=gi, iou=iou)
+    return Pairs(dt=di[keep], gt=gi[keep], iou=iou[keep])
+
+
+def _sorted_ids(di: np.ndarray, gi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unique (dt, gt) id pairs in (dt, gt) order: one int64 key per pair (dt in the high bits), its
+    values sorted and split again (half the time of an argsort and three gathers; the IoU is then
+    computed in this order)."""
+    shift = max(int(gi.max(initial=0)).bit_length(), 1)
+    key = np.left_shift(di, shift)
+    key |= gi
+    key.sort()
+    di = np.right_shift(key, shift)
+    key &= (1 << shift) - 1
+    return di, key
 
 
 def _sorted_pairs(di, gi, iou) -> Pairs:
