@@ -332,7 +332,10 @@ class _PairBests:
 
 def _pair_bests(inp: EvalInputs, cross: Pairs) -> _PairBests:
     d, g = inp.dt, inp.gt
-    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
+    # same label (cat_rank indexes every label, also class-agnostic; otherwise it is ``cat``, which the
+    # pair join may have compared already)
+    same = cross.same if cross.same is not None and not inp.class_agnostic else \
+        d.cat_rank[cross.dt] == g.cat_rank[cross.gt]
     d_vals = _best_three(cross.dt, cross.iou, cross.gt, same, len(d))  # cross is dt-sorted
     by_gt = stable_order((cross.gt, len(g)))  # (gt, dt) order: the pairs are (dt, gt)-sorted
     g_vals = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], len(g))
