@@ -112,11 +112,12 @@ def start_evaluation(
     default all).
 
     ``prepare`` (ranks, accumulate order; for a single chunk also the accumulate's match-free part) runs
-    on a second thread while DuckDB finds the first chunk's candidate pairs. With ``background`` and a single chunk, the accumulate starts on a second thread as
-    soon as the pairs are matched: the last ``on_chunk`` call and whatever the caller does before
-    :meth:`StartedEvaluation.result` (a commit's ``matches`` write) run beside it. Chunked evaluations
-    (large runs) accumulate after their last chunk, in the caller's thread: side by side, the two steps'
-    memory would add up at the size where the peak matters.
+    on a second thread while DuckDB finds the first chunk's candidate pairs. With ``background`` and a
+    single chunk, the accumulate starts on a second thread as soon as the pairs are matched: the
+    ``on_chunk`` call and whatever the caller does before :meth:`StartedEvaluation.result` (a commit's
+    ``matches`` write) run beside it. Chunked evaluations (large runs) accumulate after their last chunk,
+    in the caller's thread: side by side, the two steps' memory would add up at the size where the peak
+    matters.
     """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
@@ -147,10 +148,11 @@ def start_evaluation(
         if plan is None:
             plan, prepared = planned.result()
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
-        parts.append(mt)
-        if overlap:
+        if overlap:  # the only chunk: its matches are all of them
             pending = Background(finish, plan, mt, per_object, prepared)
             prepared = None
+        else:
+            parts.append(mt)
         if on_chunk is not None:
             thrs = None if object_thrs is None else np.asarray(object_thrs, np.int64)
             objs = new_objects(plan, ch.dt, ch.gt, thrs)
