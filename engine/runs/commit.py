@@ -90,7 +90,7 @@ def commit_run(
             m = _from_eval(objs, 0)
         else:
             m = _match(sub, sp, xp, thr, allowed, method, max_dets)
-        rows.put(ch, *_object_values(sub, xp, m, thr, bests.pop().result()))
+        rows.put(ch, *_object_values(sub, xp, m, thr, bests.pop()))
 
     # per-object outputs come from on_chunk (rows): not built again over every object. The accumulate
     # runs on a second thread beside the per-object values and the matches write (engine/runs/background.py)
@@ -342,12 +342,11 @@ def _pair_bests(inp: EvalInputs, cross: Pairs) -> _PairBests:
     return _PairBests(d_vals, g_vals)
 
 
-def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float, bests: _PairBests | None = None
-                   ) -> tuple[tuple, tuple]:
+def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float,
+                   bests: Background[_PairBests] | None = None) -> tuple[tuple, tuple]:
     """Per prediction and per GT of a chunk: partner, its IoU, best IoU (any label) and its partner,
     status and error codes (dropped predictions are set by the caller). ``bests``: :func:`_pair_bests`
-    of the same pairs, if already computed."""
-    bests = bests or _pair_bests(inp, cross)
+    of the same pairs, started already (awaited once the partner IoUs are looked up)."""
     d, g = inp.dt, inp.gt
     nd, ng = len(d), len(g)
     # IoU with the partner: look the pair up in the candidate lists (sorted by (dt, gt))
@@ -355,14 +354,14 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float, b
     partner_iou = _lookup(cross, np.arange(nd), dm)  # cross holds every candidate pair of any label
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
-    d_best, d_arg, d_same, d_other = bests.d
-    g_best, g_arg, g_same, g_other = bests.g
-
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
     d_status = np.where(dm >= 0, np.where(m.dt_ignored, 3, 0), 1).astype(np.int8)
+    g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
+    b = _pair_bests(inp, cross) if bests is None else bests.result()
+    d_best, d_arg, d_same, d_other = b.d
+    g_best, g_arg, g_same, g_other = b.g
     d_err = np.select([d_same >= thr, d_other >= thr, d_same >= BG_IOU, d_other >= BG_IOU], [0, 1, 2, 3], 4)
     d_err = np.where(d_status == 1, d_err, -1).astype(np.int8)
-    g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
     g_err = np.select([np.maximum(g_same, g_other) < BG_IOU, g_same >= BG_IOU, g_other >= thr], [5, 2, 1], 3)
     g_err = np.where(g_status == 2, g_err, -1).astype(np.int8)
     return ((dm, partner_iou, d_best, d_arg, d_status, d_err),
