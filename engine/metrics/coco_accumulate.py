@@ -17,7 +17,7 @@ import numpy as np
 
 from udfs.matching import CocoMatches, stable_order
 
-__all__ = ["accumulate_curves"]
+__all__ = ["accumulate_context", "accumulate_curves"]
 
 _EPS = np.spacing(1)
 
@@ -37,10 +37,51 @@ def _first_recall_index(npig: np.ndarray, rec_thrs: np.ndarray) -> np.ndarray:
     return np.maximum(c, 1)
 
 
+def accumulate_context(
+    L: np.ndarray, rank: np.ndarray, d_cat: np.ndarray, d_score: np.ndarray, d_area: np.ndarray,
+    g_cat: np.ndarray, g_ig: np.ndarray, max_dets: list[int], area_rng: np.ndarray, K: int, T: int,
+    n_matches: int = 0, prefix: bool = False,
+) -> "_Ctx":
+    """What :func:`accumulate_curves` needs besides the matches: the detections in accumulate order,
+    area flags, GT counts, detections per category. Built before the pairs are matched, it can run
+    beside them (engine.runs.evaluate); ``n_matches`` only picks the index width (0: decided later).
+
+    ``prefix``: also the running counts of inside & evaluated detections per maxDet and area (int32 or
+    int64, (M, A, N + 1)); the accumulate then reads them at its cut points instead of summing between
+    them. 48 MB at 1M detections: for evaluations of one chunk.
+    """
+    A, M, N = len(area_rng), len(max_dets), len(L)
+    i32 = np.int32 if max(N * A, n_matches, T * A * K * M) < 2 ** 30 else np.int64
+    areaL = d_area[L][None, :]
+    catL, rankL = d_cat[L].astype(i32), rank[L].astype(i32)
+    ctx = _Ctx(A=A, K=K, N=N, i32=i32, max_dets=max_dets, catL=catL, rankL=rankL, scoreL=d_score[L],
+               inside=~((areaL < area_rng[:, :1]) | (areaL > area_rng[:, 1:])))  # (A, N)
+    del areaL
+    ctx.npig = np.stack([np.bincount(g_cat[~g_ig[a]], minlength=K) for a in range(A)], axis=1)  # (K, A)
+    ctx.Lpos = np.full(len(rank), -1, i32)
+    ctx.Lpos[L] = np.arange(N, dtype=i32)
+    # per maxDet: detections per category and each category's first detection score (recall threshold <= 0)
+    ctx.nd, ctx.first_score = np.zeros((M, K), np.int64), np.zeros((M, K))
+    if prefix:
+        ctx.prefix = np.zeros((M, A, N + 1), i32)
+    for mi, mdet in enumerate(max_dets):
+        in_m = rankL < mdet
+        if prefix:
+            np.cumsum(ctx.inside & in_m[None, :], axis=1, dtype=i32, out=ctx.prefix[mi, :, 1:])
+        ctx.nd[mi] = np.bincount(catL[in_m], minlength=K)
+        pos_in = np.flatnonzero(in_m)
+        if len(pos_in):
+            f = pos_in[np.minimum(np.searchsorted(catL[pos_in], np.arange(K)), len(pos_in) - 1)]
+            has = ctx.nd[mi] > 0
+            ctx.first_score[mi, has] = ctx.scoreL[f[has]]
+    return ctx
+
+
 def accumulate_curves(
     L: np.ndarray, rank: np.ndarray, d_cat: np.ndarray, d_score: np.ndarray, d_area: np.ndarray,
     g_cat: np.ndarray, g_ig: np.ndarray, mt: CocoMatches, m_ig: np.ndarray, id0: np.ndarray,
     iou_thrs: np.ndarray, rec_thrs: np.ndarray, max_dets: list[int], area_rng: np.ndarray, K: int,
+    ctx: "_Ctx | None" = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pycocotools ``accumulate``: (precision (T,R,K,A,M), recall (T,K,A,M), scores (T,R,K,A,M)).
 
@@ -53,23 +94,20 @@ def accumulate_curves(
         mt: sparse greedy matches; m_ig: ignore flag of each match's GT at its area;
         id0: match is to annotation id 0 (pycocotools then stores "unmatched").
         iou_thrs, rec_thrs, max_dets (sorted), area_rng: the parameters; K: categories.
+        ctx: :func:`accumulate_context` of the same arguments, if already built (it is used up).
     """
     T, A, M = len(iou_thrs), len(area_rng), len(max_dets)
     N = len(L)
-    i32 = np.int32 if max(N * A, len(mt.dt), T * A * K * M) < 2 ** 30 else np.int64
-    ctx = _Ctx(
-        A=A, K=K, N=N, i32=i32, max_dets=max_dets,
-        catL=d_cat[L].astype(i32), rankL=rank[L].astype(i32), scoreL=d_score[L],
-        inside=~((d_area[L][None, :] < area_rng[:, :1]) | (d_area[L][None, :] > area_rng[:, 1:])),  # (A, N)
-    )
-    npig = np.stack([np.bincount(g_cat[~g_ig[a]], minlength=K) for a in range(A)], axis=1)  # (K, A)
+    if ctx is None or (ctx.i32 is np.int32 and len(mt.dt) >= 2 ** 30):
+        ctx = accumulate_context(L, rank, d_cat, d_score, d_area, g_cat, g_ig, max_dets, area_rng, K, T, len(mt.dt))
+    i32, npig, Lpos = ctx.i32, ctx.npig, ctx.Lpos
+    ctx.Lpos = None
 
     # Matches that count as matched in accumulate (id-0 quirk: a match to a non-ignored GT
     # with annotation id 0 counts as unmatched); TP = matched to a non-ignored GT.
     keep = np.flatnonzero(~(id0 & ~m_ig))
-    Lpos = np.full(len(rank), -1, i32)
-    Lpos[L] = np.arange(N, dtype=i32)
     pos = Lpos[mt.dt[keep]]
+    del Lpos
     thr = mt.thr[keep]
     area = mt.area[keep].astype(i32)
     tp = (~m_ig & ~id0)[keep]
@@ -77,7 +115,8 @@ def accumulate_curves(
     hit[pos] = True
     ctx.P = np.flatnonzero(hit).astype(i32)  # matched positions; cp: column of each match
     cp = (np.cumsum(hit, dtype=i32) - 1)[pos]
-    ex, nd, first_score = _before_counts(ctx, hit)
+    ex = _before_counts(ctx, hit)
+    nd, first_score = ctx.nd, ctx.first_score
 
     # One threshold at a time keeps memory bounded (its TP precisions are sampled before the next
     # threshold's are made: 20M detections hold ~4 GB of them over all thresholds); curves come out
@@ -113,18 +152,23 @@ class _Ctx:
     rankL: np.ndarray
     scoreL: np.ndarray
     inside: np.ndarray
+    npig: np.ndarray | None = None
+    Lpos: np.ndarray | None = None
+    prefix: np.ndarray | None = None
+    nd: np.ndarray | None = None
+    first_score: np.ndarray | None = None
     P: np.ndarray | None = None
     cut_of_P: np.ndarray | None = None
     cut_of_cat: np.ndarray | None = None
     n_cuts: int = 1
 
 
-def _before_counts(ctx: _Ctx, hit: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per maxDet: inside & evaluated detections before each cut point (flat (A, n_cuts)),
-    detections per category, and each category's first detection score.
+def _before_counts(ctx: _Ctx, hit: np.ndarray) -> list[np.ndarray]:
+    """Per maxDet: inside & evaluated detections before each cut point (flat (A, n_cuts)).
 
-    Counting only needs prefix sums at matched positions and category starts: sum the
-    (A, N) flags between those cut points, then cumsum the sums.
+    Counting only needs prefix sums at matched positions and category starts: read at those cut
+    points from the running counts when the context has them, else sum the (A, N) flags between the
+    cut points and cumsum the sums.
     """
     N, K, A, i32 = ctx.N, ctx.K, ctx.A, ctx.i32
     cat_start = np.searchsorted(ctx.catL, np.arange(K)).astype(i32)  # L is category-major
@@ -137,19 +181,15 @@ def _before_counts(ctx: _Ctx, hit: np.ndarray) -> tuple[list[np.ndarray], np.nda
     ctx.n_cuts = len(cuts)
     ctx.cut_of_P = cut_of[ctx.P]
     ctx.cut_of_cat = cut_of[np.minimum(cat_start, max(N - 1, 0))] if N else np.zeros(K, i32)
-    ex, nd, first_score = [], np.zeros((len(ctx.max_dets), K), np.int64), np.zeros((len(ctx.max_dets), K))
-    for mi, mdet in enumerate(ctx.max_dets):
+    if ctx.prefix is not None:  # running counts built beforehand: read them at the cuts
+        return [ctx.prefix[mi][:, cuts].ravel() for mi in range(len(ctx.max_dets))]
+    ex = []
+    for mdet in ctx.max_dets:
         in_m = ctx.rankL < mdet
         x = (ctx.inside & in_m[None, :]).view(np.uint8)
         between = np.add.reduceat(x, cuts, axis=1, dtype=i32) if N else np.zeros((A, 1), i32)
         ex.append((np.cumsum(between, axis=1, dtype=i32) - between).ravel())
-        nd[mi] = np.bincount(ctx.catL[in_m], minlength=K)
-        pos_in = np.flatnonzero(in_m)
-        if len(pos_in):  # score of each category's first detection (recall threshold <= 0)
-            f = pos_in[np.minimum(np.searchsorted(ctx.catL[pos_in], np.arange(K)), len(pos_in) - 1)]
-            has = nd[mi] > 0
-            first_score[mi, has] = ctx.scoreL[f[has]]
-    return ex, nd, first_score
+    return ex
 
 
 def _curves_at_threshold(ctx: _Ctx, t: int, area: np.ndarray, cp: np.ndarray, tp: np.ndarray,

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.metrics.coco_accumulate import accumulate_curves
+from engine.metrics.coco_accumulate import accumulate_context, accumulate_curves
 from engine.metrics.params import validate_params
 from udfs.matching import CocoMatches, coco_greedy_match, stable_order
 
 __all__ = [
+    "accumulate_inputs",
     "CocoObjects",
     "CocoParams",
     "CocoPlan",
@@ -323,10 +324,10 @@ def concat_matches(parts: list[CocoMatches]) -> CocoMatches:
 
 
 def new_objects(plan: CocoPlan, dt_index: np.ndarray | None = None,
-                gt_index: np.ndarray | None = None) -> CocoObjects:
+                gt_index: np.ndarray | None = None, thrs: np.ndarray | None = None) -> CocoObjects:
     """Empty per-object outputs (all objects, or a chunk's): unmatched; dt_ignore = evaluated and
-    out of area 'all'."""
-    T = len(plan.iou_thrs)
+    out of area 'all'. One row per IoU threshold, or per threshold index in ``thrs``."""
+    T = len(plan.iou_thrs) if thrs is None else len(thrs)
     d_area, evaluated = plan.d_area, plan.evaluated
     if dt_index is not None:
         d_area, evaluated = d_area[dt_index], evaluated[dt_index]
@@ -345,15 +346,23 @@ def _id0(plan: CocoPlan, mt: CocoMatches) -> np.ndarray:
 
 
 def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndarray | None = None,
-           gt_index: np.ndarray | None = None) -> None:
+           gt_index: np.ndarray | None = None, thrs: np.ndarray | None = None) -> None:
     """Write the per-object outputs (area 'all') of matches into ``objs``.
 
     ``mt`` (global indices) must hold every match of the groups it touches. With ``dt_index`` /
     ``gt_index`` (a chunk's ascending global indices) ``objs`` is the chunk's and is written in
-    its local indices, partners included.
+    its local indices, partners included. With ``thrs`` (threshold indices, as given to
+    :func:`new_objects`) only those thresholds are recorded, row ``i`` for ``thrs[i]``.
     """
     sel = mt.area == plan.a_all
+    row_of = None
+    if thrs is not None:  # a commit reads one threshold of ten: skip the others' matches
+        row_of = np.full(len(plan.iou_thrs), -1, np.int64)
+        row_of[np.asarray(thrs, np.int64)] = np.arange(len(thrs))
+        sel &= row_of[mt.thr] >= 0
     t_s, d_s, g_s = mt.thr[sel], mt.dt[sel], mt.gt[sel]
+    if row_of is not None:
+        t_s = row_of[t_s]
     id0_s = _id0(plan, mt)[sel]
     lo, hi = plan.area_rng[plan.a_all]
     out_d = (plan.d_area[d_s] < lo) | (plan.d_area[d_s] > hi)
@@ -374,15 +383,24 @@ def record(plan: CocoPlan, mt: CocoMatches, objs: CocoObjects, dt_index: np.ndar
         objs.gt_match[tc[o][last], gc[o][last]] = dc[o][last]
 
 
-def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True) -> CocoResult:
+def accumulate_inputs(plan: CocoPlan) -> object:
+    """The part of :func:`finish`'s accumulate that needs no matches (detections in accumulate order,
+    area flags, GT counts), to build beside the matching and pass to :func:`finish`. It holds a few
+    arrays per detection until then: worth it for a small evaluation, not when memory is what counts."""
+    return accumulate_context(plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig,
+                              plan.max_dets, plan.area_rng, plan.K, len(plan.iou_thrs), prefix=True)
+
+
+def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True, prepared: object = None) -> CocoResult:
     """Accumulate and summarize all matches into a CocoResult (with the per-object outputs unless
     ``per_object`` is False: then ``dt_match``/``dt_ignore``/``gt_match`` are None; a commit has
-    already recorded them chunk by chunk, and at 20M detections they take ~1 GB)."""
+    already recorded them chunk by chunk, and at 20M detections they take ~1 GB). ``prepared``:
+    :func:`accumulate_inputs` of the plan, if built already (it is used up)."""
     p, a_all = plan.params, plan.a_all
     m_ig = plan.g_ig[mt.area, mt.gt]
     precision, recall, scores = accumulate_curves(
         plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig, mt, m_ig,
-        _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K,
+        _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K, ctx=prepared,
     )
     del m_ig
     stats = summarize_keypoints(precision, recall, p) if p.iou_type == "keypoints" else summarize(precision, recall, p)

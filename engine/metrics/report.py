@@ -19,6 +19,7 @@ from .cocoeval import CocoParams
 from .params import params_json
 from ..runs.evaluate import evaluate_run, stats_dict
 from ..runs.inputs import box_pairs, gather
+from ..store import match_counts
 
 if TYPE_CHECKING:
     from ..api.model import ModelRun
@@ -114,8 +115,10 @@ def _cached(run: "ModelRun", iou_type: str, label_version: int | None, class_agn
         return None
     if p.get("coco_params") != params_json(params):  # stats cached for other thresholds / areas / maxDets
         return None
-    counts = {(src, st): n for src, st, n in store.con.execute(
-        "SELECT source, status, count(*) FROM matches WHERE run_id = ? GROUP BY ALL", [run.id]).fetchall()}
+    counts = match_counts.run_totals(store, run.id)  # None: the per-item counts lag the matches rows
+    if counts is None:
+        counts = {(src, st): n for src, st, n in store.con.execute(
+            "SELECT source, status, count(*) FROM matches WHERE run_id = ? GROUP BY ALL", [run.id]).fetchall()}
     return {"iou_type": iou_type, "stats": json.loads(row[0][0]), "per_class": json.loads(row[0][1]),
             "counts": {"tp": int(counts.get(("prediction", "tp"), 0)), "fp": int(counts.get(("prediction", "fp"), 0)),
                        "fn": int(counts.get(("gt", "fn"), 0))}}

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -28,13 +28,16 @@ from ..errors import LoupeError
 from engine.store.database import Store
 from ..metrics.cocoeval import CocoObjects, CocoParams
 from ..metrics.params import default_params, params_json
+from .background import Background
 from .chunks import Chunk
-from .evaluate import IOU_TYPES, RunEvaluation, evaluate_inputs, stats_dict
+from .evaluate import IOU_TYPES, RunEvaluation, start_evaluation, stats_dict
 from .inputs import EvalInputs, Pairs, Side, gather
 
 BG_IOU = 0.1
 METHODS = ("coco", "hungarian")
 MAX_DETS = 100
+# a commit's evaluation, called inside the write's transaction: (stats, per-class rows)
+Evaluation = Callable[[], "tuple[dict[str, float], list[dict[str, Any]]]"]
 
 
 def commit_run(
@@ -77,27 +80,40 @@ def commit_run(
     thrs = np.asarray(coco.iou_thrs)
     t_eval = np.flatnonzero(thrs == thr) if method == "coco" and not allowed else np.zeros(0, np.int64)
 
+    bests: list[Background[_PairBests]] = []
+
+    def on_pairs(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None) -> None:
+        bests.append(Background(_pair_bests, sub, xp))  # beside the matching of the same pairs
+
     def on_chunk(ch: Chunk, sub: EvalInputs, sp: Pairs, xp: Pairs | None, objs: CocoObjects) -> None:
         if len(t_eval):  # the evaluation already matched at this threshold (area 'all', maxDets 100)
-            m = _from_eval(objs, int(t_eval[0]))
+            m = _from_eval(objs, 0)
         else:
             m = _match(sub, sp, xp, thr, allowed, method, max_dets)
-        rows.put(ch, *_object_values(sub, xp, m, thr))
+        rows.put(ch, *_object_values(sub, xp, m, thr, bests.pop()))
 
-    # per-object outputs come from on_chunk (rows): not built again over every object
-    res = evaluate_inputs(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
-                          per_object=False)
-    ev = RunEvaluation(inp, res, iou_type, label_version)
+    # per-object outputs come from on_chunk (rows): not built again over every object. The accumulate
+    # runs on a second thread beside the per-object values and the matches write (engine/runs/background.py)
+    started = start_evaluation(store, inp, iou_type, params, chunk_dets=chunk_dets, cross=True, on_chunk=on_chunk,
+                               per_object=False, background=True, on_pairs=on_pairs, object_thrs=t_eval[:1])
     if method == "coco" and not allowed:  # predictions outside the index's matching (beyond maxDets)
-        rows.d_status[res.dt_dropped] = 3
-        rows.d_err[res.dt_dropped] = 6
+        dropped = ~started.plan.evaluated
+        rows.d_status[dropped] = 3
+        rows.d_err[dropped] = 6
     table = _matches_table(run_id, inp, rows, thr, class_agnostic)
     params = {"iou_threshold": thr, "class_agnostic": bool(class_agnostic),
               "allowed_label_matches": [list(p) for p in allowed] if allowed else None,
               "method": method, "iou_type": iou_type, "label_version": label_version,
               "coco_params": params_json(params)}
-    stats = stats_dict(res.stats)
-    write_commit(store, run_id, table, stats, _per_class(ev), params, counts=_match_counts(run_id, thr, inp, rows))
+    counts = _match_counts(run_id, thr, inp, rows)
+    stats: dict[str, float] = {}
+
+    def evaluation() -> tuple[dict[str, float], list[dict[str, Any]]]:
+        res = started.result()
+        stats.update(stats_dict(res.stats))
+        return stats, _per_class(RunEvaluation(inp, res, iou_type, label_version))
+
+    write_commit(store, run_id, table, evaluation, None, params, counts=counts)
     # counts from the status codes (indexing _STATUS): Table.group_by would import pyarrow.acero (~0.25 s CPU)
     d_n = np.bincount(rows.d_status, minlength=len(_STATUS))
     g_n = np.bincount(rows.g_status, minlength=len(_STATUS))
@@ -105,14 +121,17 @@ def commit_run(
             "predictions": len(inp.dt), "ground_truth": len(inp.gt), "stats": stats, "params": params}
 
 
-def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float], per_class: list[dict[str, Any]],
-                 params: dict[str, Any], counts: pa.Table | None = None) -> None:
+def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float] | Evaluation,
+                 per_class: list[dict[str, Any]] | None, params: dict[str, Any], counts: pa.Table | None = None) -> None:
     """Replace a run's matches index, match counts and evaluation in one transaction.
 
     ``table`` holds the matches columns plus each object's ``label`` (an Arrow table or a relation
     DuckDB can scan); also used to import a commit made on Spark (engine.spark.importer). ``counts``: the
     per-item match counts already computed (:func:`_match_counts`), else they are grouped from ``table``.
-    An Arrow ``table`` is written in storage order (engine/store/match_order.py).
+    An Arrow ``table`` is written in storage order (engine/store/match_order.py). ``stats`` may be a
+    function returning ``(stats, per_class)`` (``per_class`` is then None): it is called inside the
+    transaction, after the matches are written, so an evaluation still running elsewhere overlaps the
+    write; if it raises, nothing is written.
     """
     con = store.con
     con.register("__new_matches", table)
@@ -130,6 +149,8 @@ def write_commit(store: Store, run_id: int, table: Any, stats: dict[str, float],
                 match_counts.write_committed(store, run_id, "__new_matches")
             else:
                 match_counts.write_counted(store, run_id, counts)
+            if callable(stats):
+                stats, per_class = stats()
             con.execute("DELETE FROM evaluations WHERE run_id = ?", [run_id])
             con.execute(
                 "INSERT INTO evaluations VALUES (?, ?, ?, ?, ?::JSON, ?::JSON, now()::TIMESTAMP)",
@@ -197,7 +218,7 @@ def _to_global(local: np.ndarray, index: np.ndarray | None) -> np.ndarray:
 
 
 def _from_eval(objs: CocoObjects, t: int) -> GreedyResult:
-    """The evaluation's matches of a chunk at threshold index ``t`` (local indices)."""
+    """The evaluation's matches of a chunk at row ``t`` of its per-object outputs (local indices)."""
     dm = objs.dt_match[t].astype(np.int64)
     return GreedyResult(dm, objs.dt_ignore[t] & (dm >= 0), objs.gt_match[t].astype(np.int64))
 
@@ -266,43 +287,27 @@ def _through(perm: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return out
 
 
-def _segment_best(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per index (``idx`` sorted): max IoU and the first ``other`` reaching it (NaN / -1 when none).
+def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
+    """Per index (``idx`` sorted): the best IoU over all candidates with its first partner reaching it
+    (NaN / -1 when none), and the best same-label and other-label IoU (0 when none; the pair lists hold
+    IoU > 0 only, so a 0 stands in for the other kind's rows).
 
-    IoUs of -inf mark rows to leave out. O(rows): one ``maximum.reduceat`` pass, no sort.
+    Two ``maximum.reduceat`` passes (same / other label); the overall best is their max, and its partner
+    the first row reaching it.
     """
     best = np.full(n, np.nan)
     arg = np.full(n, -1, np.int64)
+    s, o = np.zeros(n), np.zeros(n)
     if len(idx) == 0:
-        return best, arg
+        return best, arg, s, o
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-    seg_max = np.maximum.reduceat(iou, starts)
-    lengths = np.diff(np.r_[starts, len(idx)])
-    hit = np.flatnonzero(iou == np.repeat(seg_max, lengths))
-    seg_of_hit = np.searchsorted(starts, hit, side="right") - 1
-    first = hit[np.r_[True, seg_of_hit[1:] != seg_of_hit[:-1]]]
-    owner = idx[first]
-    ok = np.isfinite(iou[first])
-    best[owner[ok]] = iou[first][ok]
-    arg[owner[ok]] = other[first][ok]
-    return best, arg
-
-
-def _segment_max(idx: np.ndarray, iou: np.ndarray, n: int) -> np.ndarray:
-    """Per index (``idx`` sorted): max IoU, 0 when it has no rows or only -inf ones."""
-    out = np.zeros(n)
-    if len(idx):
-        starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
-        out[idx[starts]] = np.fmax(np.maximum.reduceat(iou, starts), 0.0)
-    return out
-
-
-def _best_three(idx: np.ndarray, iou: np.ndarray, other: np.ndarray, same: np.ndarray, n: int):
-    """Best IoU with its partner over all candidates, and the best same-label and other-label IoU
-    (0 when none; the pair lists hold IoU > 0 only)."""
-    best, arg = _segment_best(idx, iou, other, n)
-    s = _segment_max(idx, np.where(same, iou, -np.inf), n)
-    o = _segment_max(idx, np.where(same, -np.inf, iou), n)
+    owner = idx[starts]
+    s[owner] = np.maximum.reduceat(np.where(same, iou, 0.0), starts)
+    o[owner] = np.maximum.reduceat(np.where(same, 0.0, iou), starts)
+    hit = np.flatnonzero(iou == np.maximum(s, o)[idx])
+    first = hit[np.r_[True, idx[hit[1:]] != idx[hit[:-1]]]]
+    best[idx[first]] = iou[first]
+    arg[idx[first]] = other[first]
     return best, arg, s, o
 
 
@@ -316,9 +321,32 @@ def _dict(codes: np.ndarray, dictionary: pa.Array) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(codes, pa.int8(), mask=codes < 0), dictionary)
 
 
-def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -> tuple[tuple, tuple]:
+@dataclass(frozen=True)
+class _PairBests:
+    """What a chunk's cross-label pairs alone say of each object (no matching needed): per prediction and
+    per GT, the best IoU with any label and its partner (NaN / -1), the best same-label and other-label IoU."""
+
+    d: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    g: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _pair_bests(inp: EvalInputs, cross: Pairs) -> _PairBests:
+    d, g = inp.dt, inp.gt
+    # same label (cat_rank indexes every label, also class-agnostic; otherwise it is ``cat``, which the
+    # pair join may have compared already)
+    same = cross.same if cross.same is not None and not inp.class_agnostic else \
+        d.cat_rank[cross.dt] == g.cat_rank[cross.gt]
+    d_vals = _best_three(cross.dt, cross.iou, cross.gt, same, len(d))  # cross is dt-sorted
+    by_gt = stable_order((cross.gt, len(g)))  # (gt, dt) order: the pairs are (dt, gt)-sorted
+    g_vals = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], len(g))
+    return _PairBests(d_vals, g_vals)
+
+
+def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float,
+                   bests: Background[_PairBests] | None = None) -> tuple[tuple, tuple]:
     """Per prediction and per GT of a chunk: partner, its IoU, best IoU (any label) and its partner,
-    status and error codes (dropped predictions are set by the caller)."""
+    status and error codes (dropped predictions are set by the caller). ``bests``: :func:`_pair_bests`
+    of the same pairs, started already (awaited once the partner IoUs are looked up)."""
     d, g = inp.dt, inp.gt
     nd, ng = len(d), len(g)
     # IoU with the partner: look the pair up in the candidate lists (sorted by (dt, gt))
@@ -326,17 +354,14 @@ def _object_values(inp: EvalInputs, cross: Pairs, m: GreedyResult, thr: float) -
     partner_iou = _lookup(cross, np.arange(nd), dm)  # cross holds every candidate pair of any label
     gm = np.asarray(m.gt_match, np.int64)
     gt_partner_iou = _lookup(cross, gm, np.arange(ng))
-    # best IoU across labels, same-label and other-label maxima (for error types)
-    same = d.cat_rank[cross.dt] == g.cat_rank[cross.gt]  # same label (cat_rank indexes every label, also class-agnostic)
-    d_best, d_arg, d_same, d_other = _best_three(cross.dt, cross.iou, cross.gt, same, nd)  # cross is dt-sorted
-    by_gt = np.argsort(cross.gt * max(nd, 1) + cross.dt)  # (gt, dt) order: pairs are unique, one int64 key
-    g_best, g_arg, g_same, g_other = _best_three(cross.gt[by_gt], cross.iou[by_gt], cross.dt[by_gt], same[by_gt], ng)
-
     # codes into _STATUS: tp 0, fp 1, fn 2, ignored 3; into _ERRORS by position
     d_status = np.where(dm >= 0, np.where(m.dt_ignored, 3, 0), 1).astype(np.int8)
+    g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
+    b = _pair_bests(inp, cross) if bests is None else bests.result()
+    d_best, d_arg, d_same, d_other = b.d
+    g_best, g_arg, g_same, g_other = b.g
     d_err = np.select([d_same >= thr, d_other >= thr, d_same >= BG_IOU, d_other >= BG_IOU], [0, 1, 2, 3], 4)
     d_err = np.where(d_status == 1, d_err, -1).astype(np.int8)
-    g_status = np.where(g.crowd, 3, np.where(gm >= 0, 0, 2)).astype(np.int8)
     g_err = np.select([np.maximum(g_same, g_other) < BG_IOU, g_same >= BG_IOU, g_other >= thr], [5, 2, 1], 3)
     g_err = np.where(g_status == 2, g_err, -1).astype(np.int8)
     return ((dm, partner_iou, d_best, d_arg, d_status, d_err),
@@ -396,16 +421,28 @@ def _matches_table(run_id: int, inp: EvalInputs, r: _ObjectRows, thr: float, cla
 def _match_counts(run_id: int, thr: float, inp: EvalInputs, r: _ObjectRows) -> pa.Table:
     """The run's ``item_match_counts`` rows from the commit's own arrays (engine.store.match_counts): per
     item, prediction tp / fp and GT fn counts over all labels (label NULL) and per label (the object's own)."""
+    d, g = inp.dt, inp.gt
     d_ok = r.d_status <= 1  # tp 0 / fp 1 (not ignored 3)
     g_ok = r.g_status == 2  # fn
-    item = np.r_[inp.dt.item_id[d_ok], inp.gt.item_id[g_ok]]
+    img = np.r_[d.img[d_ok], g.img[g_ok]]  # dense image index: ascending item_id
     status = np.r_[r.d_status[d_ok], r.g_status[g_ok]].astype(np.int64)  # 0 tp, 1 fp, 2 fn
-    lab = np.r_[inp.dt.cat_rank[d_ok], inp.gt.cat_rank[g_ok]]  # indexes inp.categories (every label)
-    items, item_pos = np.unique(item, return_inverse=True)
+    lab = np.r_[d.cat_rank[d_ok], g.cat_rank[g_ok]]  # indexes inp.categories (every label)
+    items = np.zeros(max(inp.n_images, 1), np.int64)
+    items[d.img], items[g.img] = d.item_id, g.item_id
     n_lab = max(len(inp.categories), 1)
-    k_all, n_all = np.unique(item_pos * 3 + status, return_counts=True)
-    k_lab, n_lab_rows = np.unique((item_pos * 3 + status) * n_lab + lab, return_counts=True)
-    k_lab_all = k_lab // n_lab
+    # per (image, status, label) counts: a bincount while its bins are few next to the rows, else a sort
+    k = (img * 3 + status) * n_lab + lab
+    n_bins = inp.n_images * 3 * n_lab
+    if n_bins <= 4 * len(k) + (1 << 20):
+        cnt = np.bincount(k, minlength=n_bins)
+        k_lab = np.flatnonzero(cnt)
+        n_lab_rows = cnt[k_lab]
+    else:
+        k_lab, n_lab_rows = np.unique(k, return_counts=True)
+    k_lab_all = k_lab // n_lab  # image * 3 + status, ascending: the all-label counts are their runs' sums
+    first = np.flatnonzero(np.r_[True, k_lab_all[1:] != k_lab_all[:-1]]) if len(k_lab) else np.zeros(0, np.int64)
+    k_all = k_lab_all[first]
+    n_all = np.add.reduceat(n_lab_rows, first) if len(first) else np.zeros(0, np.int64)
     key = np.r_[k_all, k_lab_all]
     st = key % 3
     labels = pa.array(inp.categories, pa.string())

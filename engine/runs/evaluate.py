@@ -12,9 +12,10 @@ import numpy as np
 
 from ..errors import LoupeError
 from ..metrics.cocoeval import (CocoObjects, CocoParams, CocoPlan, CocoResult, DtArrays, GtArrays, PairArrays,
-                                concat_matches, finish, match, new_objects, prepare, record)
+                                accumulate_inputs, concat_matches, finish, match, new_objects, prepare, record)
 from ..metrics.params import default_params
 from engine.store.database import Store
+from .background import Background
 from .chunks import Chunk, plan_chunks
 from .inputs import EvalInputs, Pairs, box_pairs, gather, mask_pairs
 
@@ -22,6 +23,8 @@ IOU_TYPES = ("bbox", "segm", "keypoints")
 
 # called per chunk with (chunk, chunk inputs, same-label pairs, cross-label pairs or None, chunk objects)
 ChunkHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None", CocoObjects], None]
+# called per chunk once its pairs are found, before they are matched: (chunk, inputs, same, cross or None)
+PairsHook = Callable[[Chunk, EvalInputs, Pairs, "Pairs | None"], None]
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def candidate_pairs(store: Store, inp: EvalInputs, iou_type: str, same_category:
 
 def same_label(inp: EvalInputs, cross: Pairs) -> Pairs:
     """The same-category pairs of a cross-label pair list (same rows, order and IoU as a same-label join)."""
-    ok = inp.dt.cat[cross.dt] == inp.gt.cat[cross.gt]
+    ok = inp.dt.cat[cross.dt] == inp.gt.cat[cross.gt] if cross.same is None else cross.same
     return Pairs(cross.dt[ok], cross.gt[ok], cross.iou[ok])
 
 
@@ -73,6 +76,49 @@ def evaluate_inputs(
             per-object matches, all in the chunk's local indices.
         per_object: also return the per-object outputs over all objects (``finish``).
     """
+    return start_evaluation(store, inp, iou_type, params, chunk_dets, cross, on_chunk, per_object).result()
+
+
+@dataclass(frozen=True)
+class StartedEvaluation:
+    """An evaluation whose matching is done and whose accumulate may still run (see :func:`start_evaluation`)."""
+
+    plan: CocoPlan
+    pending: Background[CocoResult]
+
+    def result(self) -> CocoResult:
+        """The evaluation's result, once the accumulate has finished (its exception is raised here)."""
+        return self.pending.result()
+
+
+def start_evaluation(
+    store: Store,
+    inp: EvalInputs,
+    iou_type: str = "bbox",
+    params: CocoParams | None = None,
+    chunk_dets: int | None = None,
+    cross: bool = False,
+    on_chunk: ChunkHook | None = None,
+    per_object: bool = True,
+    background: bool = False,
+    on_pairs: PairsHook | None = None,
+    object_thrs: Sequence[int] | None = None,
+) -> StartedEvaluation:
+    """:func:`evaluate_inputs`, with the final accumulate left running for the caller.
+
+    ``on_pairs`` is called with each chunk's pairs before they are matched (a commit starts its
+    pair-only per-object values there, beside the matching); ``object_thrs``: the threshold indices
+    whose per-object matches ``on_chunk`` reads (row ``i`` of its objects is ``object_thrs[i]``;
+    default all).
+
+    ``prepare`` (ranks, accumulate order; for a single chunk also the accumulate's match-free part) runs
+    on a second thread while DuckDB finds the first chunk's candidate pairs. With ``background`` and a
+    single chunk, the accumulate starts on a second thread as soon as the pairs are matched: the
+    ``on_chunk`` call and whatever the caller does before :meth:`StartedEvaluation.result` (a commit's
+    ``matches`` write) run beside it. Chunked evaluations (large runs) accumulate after their last chunk,
+    in the caller's thread: side by side, the two steps' memory would add up at the size where the peak
+    matters.
+    """
     if iou_type not in IOU_TYPES:
         raise LoupeError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
     params = params or default_params(iou_type)
@@ -81,10 +127,15 @@ def evaluate_inputs(
         from .keypoints import keypoint_ignore
 
         ignore = keypoint_ignore(store, inp)
-    plan = _plan(inp, params, ignore)
+    chunks = plan_chunks(inp, chunk_dets)
+    overlap = background and len(chunks) == 1
+    planned = Background(_planned, inp, params, ignore, len(chunks) == 1)
+    plan: CocoPlan | None = None
+    prepared = None
     parts = []
     agnostic = len(inp.labels) <= 1 or iou_type == "keypoints"  # keypoints: same-label pairs only
-    for ch in plan_chunks(inp, chunk_dets):
+    pending: Background[CocoResult] | None = None
+    for ch in chunks:
         sub = ch.inputs(inp)
         if cross and not agnostic:
             xp = candidate_pairs(store, sub, iou_type, same_category=False)
@@ -92,16 +143,36 @@ def evaluate_inputs(
         else:
             sp = candidate_pairs(store, sub, iou_type, params=params)
             xp = sp if cross else None
+        if on_pairs is not None:
+            on_pairs(ch, sub, sp, xp)
+        if plan is None:
+            plan, prepared = planned.result()
         mt = match(plan, PairArrays(sp.dt, sp.gt, sp.iou), ch.dt, ch.gt)
-        parts.append(mt)
+        if overlap:  # the only chunk: its matches are all of them
+            pending = Background(finish, plan, mt, per_object, prepared)
+            prepared = None
+        else:
+            parts.append(mt)
         if on_chunk is not None:
-            objs = new_objects(plan, ch.dt, ch.gt)
-            record(plan, mt, objs, ch.dt, ch.gt)
+            thrs = None if object_thrs is None else np.asarray(object_thrs, np.int64)
+            objs = new_objects(plan, ch.dt, ch.gt, thrs)
+            if thrs is None or len(thrs):
+                record(plan, mt, objs, ch.dt, ch.gt, thrs)
             on_chunk(ch, sub, sp, xp, objs)
         del sp, xp, mt
-    mt = concat_matches(parts)
-    parts.clear()  # the concatenated copy is enough
-    return finish(plan, mt, per_object)
+    assert plan is not None  # plan_chunks returns at least one chunk
+    if pending is None:
+        mt = concat_matches(parts)
+        parts.clear()  # the concatenated copy is enough
+        pending = Background(finish, plan, mt, per_object, prepared, inline=True)
+    return StartedEvaluation(plan, pending)
+
+
+def _planned(inp: EvalInputs, params: CocoParams, ignore: np.ndarray | None, accumulate: bool
+             ) -> tuple[CocoPlan, object]:
+    """The plan, and with ``accumulate`` the accumulate's match-free part too (both beside the pair join)."""
+    plan = _plan(inp, params, ignore)
+    return plan, accumulate_inputs(plan) if accumulate else None
 
 
 def _plan(inp: EvalInputs, params: CocoParams | None, ignore: np.ndarray | None = None) -> CocoPlan:

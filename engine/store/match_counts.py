@@ -89,6 +89,23 @@ def write_counted(store: "Store", run_id: int, counts: "pa.Table") -> None:
     _set_state(con, run_id)
 
 
+def run_totals(store: "Store", run_id: int) -> dict[tuple[str, str], int] | None:
+    """A run's counted (source, status) totals from its all-labels rows, or None when its counts lag its
+    matches rows (or the workspace has no such tables). Summing ~3 rows per item replaces a GROUP BY over
+    every matches row (~20 ms at 536k rows)."""
+    if not present(store):
+        return None
+    con = store.con
+    state = con.execute("SELECT n_rows FROM match_count_state WHERE run_id = $run", {"run": run_id}).fetchall()
+    # with the run id a constant, DuckDB counts from row-group statistics
+    if len(state) != 1 or con.execute("SELECT count(*) FROM matches WHERE run_id = $run",
+                                      {"run": run_id}).fetchone()[0] != state[0][0]:
+        return None
+    rows = con.execute("""SELECT source, status, sum(n) FROM item_match_counts
+                          WHERE run_id = $run AND label IS NULL GROUP BY ALL""", {"run": run_id}).fetchall()
+    return {(src, st): int(n) for src, st, n in rows}
+
+
 def rebuild(store: "Store", dataset_id: int) -> None:
     """Recount every run of a dataset from ``matches`` (inside a transaction)."""
     con, p = store.con, {"ds": dataset_id}

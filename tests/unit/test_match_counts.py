@@ -297,3 +297,27 @@ def test_dsl_world_answers_from_the_counts():
             assert w.ds.query(dsl, run="r1").column("reference_id").to_pylist() == w.refs(expected), dsl
     finally:
         w.ws.close()
+
+
+def _grouped_totals(ws, run_id):
+    return {(s, t): n for s, t, n in ws.store.con.execute(
+        "SELECT source, status, count(*) FROM matches WHERE run_id = $run GROUP BY ALL", {"run": run_id}).fetchall()
+        if (s, t) in {("prediction", "tp"), ("prediction", "fp"), ("gt", "fn")}}
+
+
+def test_metrics_counts_come_from_current_counts_only(pair):
+    """run.metrics() reads its tp / fp / fn totals from the per-item counts when they are current, else
+    it groups the matches rows: either way they are the matches rows' totals."""
+    ws, ds, run = pair
+    run.commit()
+    totals = _grouped_totals(ws, run.id)
+    assert match_counts.run_totals(ws.store, run.id) == totals
+    got = run.metrics()["counts"]
+    assert got == {"tp": totals[("prediction", "tp")], "fp": totals[("prediction", "fp")],
+                   "fn": totals[("gt", "fn")]} and got["tp"] > 0
+    with ws.store.transaction() as con:  # rows written by hand: the counts lag them
+        con.execute("""INSERT INTO matches SELECT * REPLACE ('fp' AS status) FROM matches
+                       WHERE source = 'prediction' AND status = 'tp'""")
+    assert match_counts.run_totals(ws.store, run.id) is None
+    totals = _grouped_totals(ws, run.id)
+    assert run.metrics()["counts"]["fp"] == totals[("prediction", "fp")] > got["fp"]
