@@ -9,7 +9,7 @@ deleted rows get ``valid_to = v + 1`` and stay queryable.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import pyarrow as pa
@@ -342,7 +342,7 @@ def prediction_rules(clip: bool | str) -> list[Rule]:
 
 
 def write_predictions_view(store: Store, run_id: int, view: str, clip: bool | str,
-                           present: set[str] | None = None) -> None:
+                           present: set[str] | None = None, known_clean: Collection[Rule] = ()) -> None:
     """Check and insert predictions that a reader prepared in SQL (all or nothing): the rules and the
     INSERT of :func:`write_predictions`, over ``view`` (a view name or parenthesized query) shaped like
     its batch view, so errors name records the same way.
@@ -350,9 +350,12 @@ def write_predictions_view(store: Store, run_id: int, view: str, clip: bool | st
     ``view`` has, per prediction: ``__row`` (input order, 0..n-1), ``__item_id``, ``__img_h``, ``__img_w``
     (NULL for an unknown item), every column of :data:`engine.ingest.schema.ANNOTATION_COLUMNS` as
     :func:`prepare` leaves it (NaN is NULL, ``kind`` filled) except ``iscrowd``. ``present``: the
-    columns that may hold a value (rules that need only absent ones are skipped).
+    columns that may hold a value (rules that need only absent ones are skipped). ``known_clean``:
+    rules the caller has shown no row of ``view`` breaks (e.g. checked once per distinct id); they are
+    not evaluated again, which leaves the first failing rule and row unchanged.
     """
-    enforce(store.con, view, prediction_rules(clip), with_annotation_id=True, present=present)
+    rules = [r for r in prediction_rules(clip) if r not in set(known_clean)]
+    enforce(store.con, view, rules, with_annotation_id=True, present=present)
     with store.transaction():
         _insert_predictions(store, run_id, view, clip)
 

@@ -4,6 +4,7 @@ A rule finds the first offending row (by ``__row``) so the error names that reco
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Collection, Sequence
 
@@ -19,6 +20,18 @@ class Rule:
     predicate: str  # SQL, true for a BAD row; columns of the batch view are in scope
     message: str
     needs: tuple[str, ...] = ()  # columns that must hold a value somewhere for the rule to be able to fire
+
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def columns_read(rule: Rule, columns: Collection[str]) -> set[str]:
+    """The ``columns`` a rule's predicate names: every word outside string literals that is one of them
+    (an over-approximation, never missing a column). A caller that knows a column's values holds few
+    distinct ones (ids looked up in a small table) can check the rules that read only those columns
+    once per distinct value instead of once per row."""
+    return set(_WORD.findall(_LITERAL.sub("''", rule.predicate))) & set(columns)
 
 
 def enforce(con, view: str, rules: Sequence[Rule], params: dict | None = None, with_annotation_id: bool = False,

@@ -60,7 +60,7 @@ from ._common import (
     write_import,
     write_run,
 )
-from .coco_results import MAX_JSON, RESULTS_SQL, staged_results, store_staged
+from .coco_results import MAX_JSON, RESULTS_SQL, Staged, staged_results, store_staged
 
 if TYPE_CHECKING:
     from ..api.dataset import Dataset
@@ -694,19 +694,21 @@ def import_coco_results(ws: "Workspace", path: str | Path, dataset: str, run: st
     return ImportSummary(dataset=dataset, predictions=n, run=run)
 
 
-def store_results(ws: "Workspace", ds: "Dataset", path: str | Path, staged: str | None, index: CocoIndex,
+def store_results(ws: "Workspace", ds: "Dataset", path: str | Path, staged: Staged | None, index: CocoIndex,
                   run: str, model: str | None, clip: bool | str) -> int:
     """Store a results file as run ``run`` of ``ds`` (in the caller's transaction); returns the count.
 
-    ``staged``: the file's table as :func:`engine.io.coco_results.staged_results` read it (None if
-    DuckDB refused the file). A plain bbox file is checked and stored in SQL; anything else (segm,
+    ``staged``: the file as :func:`engine.io.coco_results.staged_results` read it (None if DuckDB
+    refused the file). A plain bbox file is checked and stored in SQL; anything else (segm,
     keypoints, a bad record to name) goes the Arrow path, from the same table.
     """
-    if staged is not None:
+    if staged is None:
+        read = None
+    else:
         n = store_staged(ws, ds, staged, index, run, model, clip)
         if n is not None:
             return n
-    read = to_arrow(ws.store.con.sql(f"SELECT * FROM {staged} ORDER BY rowid")) if staged is not None else None
+        read = to_arrow(ws.store.con.sql(f"SELECT * FROM {staged.table} ORDER BY rowid"))
     preds = parse_results(path, index, read_results_raw(path, read))
     del read
     return write_run(ws, ds, preds, run, model, clip)

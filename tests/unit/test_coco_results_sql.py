@@ -180,6 +180,26 @@ def test_a_blank_category_name_is_refused_on_the_prediction_row(tmp_path, arrow_
     (_, e1, c1, _), (_, e2, c2, _) = both(tmp_path, arrow_path, _import(tmp_path, dets()[:3], gt=gt))
     assert isinstance(e1, ValidationError) and e1.field == "label" and "row 1" in str(e1)
     assert (str(e1), e1.record) == (str(e2), e2.record) and set(c1.values()) == {0}
+    only_cats = [d for d in dets()[:3] if d["category_id"] == 1]  # the blank category is never named
+    (r1, e1, c1, p1), (r2, e2, c2, p2) = both(tmp_path, arrow_path, _import(tmp_path, only_cats, gt=gt))
+    assert e1 is None and e2 is None and (r1, c1, p1) == (r2, c2, p2) and r1["predictions"] == 2
+
+
+def test_rules_are_split_by_the_columns_they_read():
+    """Id-derived rules are checked once per id, the others per detection; a string literal naming a
+    column ('keypoints' in the kind rule) is not a read."""
+    from engine.ingest.annotations import prediction_rules
+    from engine.ingest.checks import Rule, columns_read
+
+    cols = coco_results._COLUMNS
+    assert columns_read(Rule("f", "kind NOT IN ('box', 'keypoints') OR len(keypoints) > 2", "m"), cols) == \
+        {"kind", "keypoints"}
+    by_field = {(r.field, frozenset(columns_read(r, cols))) for r in prediction_rules(False)}
+    assert ("label", frozenset({"label"})) in by_field
+    assert ("reference_id", frozenset({"__item_id"})) in by_field
+    assert ("x", frozenset({"x", "y", "width", "height", "__img_w", "__img_h"})) in by_field  # outside: per row
+    assert {r.field for r in coco_results._rules_reading(coco_results.IMAGE_COLUMNS)} == {"reference_id"}
+    assert {r.field for r in coco_results._rules_reading(coco_results.CATEGORY_COLUMNS)} == {"label"}
 
 
 def test_an_existing_run_name_is_refused_the_same_way(tmp_path, arrow_path):
