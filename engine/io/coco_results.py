@@ -56,7 +56,10 @@ FROM read_json($path, format = 'array', maximum_object_size = $max,
                columns = {image_id: 'BIGINT', category_id: 'BIGINT', bbox: 'DOUBLE[]', score: 'DOUBLE',
                           segmentation: 'JSON', keypoints: 'DOUBLE[]'})
 """
-MAX_JSON = 1 << 31
+MAX_JSON = 1 << 31  # the Arrow path's own reader (no memory limit)
+# The staged read runs in the workspace, under its memory limit (4 GB for files), and DuckDB reserves a
+# buffer of twice this; a file it cannot read this way goes the Arrow path.
+STAGED_MAX_JSON = 1 << 26
 MAX_SPAN = 1 << 21  # widest image-id range mapped by list lookup (2M ids: 16 MB per list)
 
 _names = itertools.count()
@@ -170,7 +173,7 @@ def staged_results(store: "Store", path: str | Path) -> Iterator[Callable[[], St
         def read() -> None:
             table = f"{db}.results"
             try:
-                cur.execute(f"CREATE TABLE {table} AS {RESULTS_SQL}", {"path": str(path), "max": MAX_JSON})
+                cur.execute(f"CREATE TABLE {table} AS {RESULTS_SQL}", {"path": str(path), "max": STAGED_MAX_JSON})
             except duckdb.Error:
                 return  # not readable by DuckDB: the Arrow path reads the file with ``json`` and names the error
             except BaseException as e:  # noqa: BLE001 (handed to the caller's thread)

@@ -247,3 +247,22 @@ def test_image_ids_too_spread_for_lists_go_the_arrow_path(tmp_path, monkeypatch)
                        run="r")
     assert s.predictions == 3 and calls == []
     ws.close()
+
+
+def test_a_file_workspace_shared_between_processes_takes_the_sql_path(tmp_path, monkeypatch):
+    """A shared file store releases its connection between operations: the staged read, checks and
+    insert run inside one operation, and the file reopens with the run stored."""
+    calls = []
+    real = coco_results.write_predictions_view
+    monkeypatch.setattr(coco_results, "write_predictions_view", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    path = tmp_path / "w.loupe"
+    ws = engine.connect(path)
+    s = ws.import_coco(write(tmp_path / "gt.json", gt_doc()), "d", results=write(tmp_path / "r.json", dets()[:3]),
+                       run="r")
+    assert s.predictions == 3 and calls == [1]
+    ws.close()
+    ws = engine.connect(path)
+    assert ws.get_run("r").predictions().column("confidence").to_pylist() == [0.9, 0.25, 0.5]
+    dbs = ws.sql("SELECT database_name FROM duckdb_databases()").column("database_name").to_pylist()
+    assert not [d for d in dbs if d.startswith("__loupe_results")]
+    ws.close()
