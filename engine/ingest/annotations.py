@@ -32,7 +32,9 @@ _BASE_RULES = [
     Rule("annotation_id", f"annotation_id IS NOT NULL AND {blank('annotation_id')}", "annotation_id is empty",
          needs=("annotation_id",)),
     Rule("annotation_id", "annotation_id IS NOT NULL AND count(*) OVER (PARTITION BY reference_id, annotation_id) > 1",
-         "duplicate annotation_id in batch", needs=("annotation_id",)),
+         "duplicate annotation_id in batch", needs=("annotation_id",),
+         clean_if="count(annotation_id) = count(DISTINCT CASE WHEN annotation_id IS NOT NULL "
+                  "THEN (reference_id, annotation_id) END)"),
     Rule("x", f"kind = 'box' AND {finite('x')}", "box x is missing, NaN or infinite"),
     Rule("y", f"kind = 'box' AND {finite('y')}", "box y is missing, NaN or infinite"),
     Rule("width", f"kind = 'box' AND {finite('width')}", "box width is missing, NaN or infinite"),

@@ -21,7 +21,8 @@ MAX_SIDE = 2**31 - 1  # items.width/height are INTEGER columns
 
 ITEM_RULES = [
     Rule("reference_id", f"reference_id IS NULL OR {blank('reference_id')}", "reference_id is missing or empty"),
-    Rule("reference_id", "count(*) OVER (PARTITION BY reference_id) > 1", "duplicate reference_id in batch"),
+    Rule("reference_id", "count(*) OVER (PARTITION BY reference_id) > 1", "duplicate reference_id in batch",
+         clean_if="count(reference_id) = count(DISTINCT reference_id) AND count(*) - count(reference_id) <= 1"),
     Rule("width", f"width IS NOT NULL AND (width <= 0 OR width > {MAX_SIDE})", "width must be a positive integer below 2^31"),
     Rule("height", f"height IS NOT NULL AND (height <= 0 OR height > {MAX_SIDE})",
          "height must be a positive integer below 2^31"),
