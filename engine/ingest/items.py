@@ -83,6 +83,8 @@ def append_items(
 
 def _fill_sizes(t: pa.Table, check_images: bool, progress) -> pa.Table:
     """Read sizes from headers where missing; with ``check_images`` every local image must open."""
+    if not check_images and t.column("width").null_count == 0 and t.column("height").null_count == 0:
+        return t  # nothing to read
     locs = t.column("image_location").to_pylist()
     widths = t.column("width").to_pylist()
     heights = t.column("height").to_pylist()
