@@ -266,3 +266,14 @@ def test_a_file_workspace_shared_between_processes_takes_the_sql_path(tmp_path, 
     dbs = ws.sql("SELECT database_name FROM duckdb_databases()").column("database_name").to_pylist()
     assert not [d for d in dbs if d.startswith("__loupe_results")]
     ws.close()
+
+
+@pytest.mark.parametrize("clip", [False, True])
+def test_an_empty_file_and_images_without_sizes_are_stored_alike(tmp_path, arrow_path, clip):
+    gt = gt_doc()
+    for im in gt["images"]:
+        del im["width"], im["height"]  # no image folder either: sizes stay unknown, no box is "outside"
+    for rows in ([], dets()):
+        (r1, e1, c1, p1), (r2, e2, c2, p2) = both(tmp_path, arrow_path, _import(tmp_path, rows, clip, gt=gt))
+        assert e1 is None and e2 is None and (r1, c1, p1) == (r2, c2, p2)
+        assert r1["predictions"] == len(rows) and c1["runs"] == 1
