@@ -58,17 +58,31 @@ class Model:
                         f"run '{name}' already exists with {n} predictions; the {table.num_rows} given were not "
                         "stored (use another run name to store them)"), stacklevel=2)
                 return ModelRun(self.ws, int(row[0]))
-            if row is not None:
-                other = "" if (row[1], row[2]) == (self.id, dataset.id) else " (of another model or dataset)"
-                raise AlreadyExistsError(f"run '{name}' already exists{other}"
-                                         + ("; exist_ok=True returns it" if not other else ""))
-            run_id = store.next_key("runs", "run_id")
-            con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?::JSON, NULL, NULL, NULL)",
-                [run_id, self.id, dataset.id, name, json.dumps(metadata) if metadata is not None else None],
-            )
+            run_id = new_run(self, name, dataset, metadata)
             write_predictions(store, run_id, dataset.id, table, clip=clip)
         return ModelRun(self.ws, run_id)
+
+
+def new_run(model: Model, name: str, dataset: "Dataset", metadata: Mapping[str, Any] | None = None) -> int:
+    """Insert run ``name``'s row (no predictions yet) in the caller's transaction; returns its ``run_id``.
+
+    Raises:
+        ValidationError: the name is empty; AlreadyExistsError: it is taken.
+    """
+    check_name(name, "run")
+    store = model.ws.store
+    with store.transaction() as con:
+        row = con.execute("SELECT model_id, dataset_id FROM runs WHERE name = ?", [name]).fetchone()
+        if row is not None:
+            other = "" if tuple(row) == (model.id, dataset.id) else " (of another model or dataset)"
+            raise AlreadyExistsError(f"run '{name}' already exists{other}"
+                                     + ("; exist_ok=True returns it" if not other else ""))
+        run_id = store.next_key("runs", "run_id")
+        con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?::JSON, NULL, NULL, NULL)",
+            [run_id, model.id, dataset.id, name, json.dumps(metadata) if metadata is not None else None],
+        )
+    return run_id
 
 
 class ModelRun:

@@ -9,7 +9,7 @@ deleted rows get ``valid_to = v + 1`` and stay queryable.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 import pyarrow as pa
@@ -32,7 +32,9 @@ _BASE_RULES = [
     Rule("annotation_id", f"annotation_id IS NOT NULL AND {blank('annotation_id')}", "annotation_id is empty",
          needs=("annotation_id",)),
     Rule("annotation_id", "annotation_id IS NOT NULL AND count(*) OVER (PARTITION BY reference_id, annotation_id) > 1",
-         "duplicate annotation_id in batch", needs=("annotation_id",)),
+         "duplicate annotation_id in batch", needs=("annotation_id",),
+         clean_if="count(annotation_id) = count(DISTINCT CASE WHEN annotation_id IS NOT NULL "
+                  "THEN (reference_id, annotation_id) END)"),
     Rule("x", f"kind = 'box' AND {finite('x')}", "box x is missing, NaN or infinite"),
     Rule("y", f"kind = 'box' AND {finite('y')}", "box y is missing, NaN or infinite"),
     Rule("width", f"kind = 'box' AND {finite('width')}", "box width is missing, NaN or infinite"),
@@ -295,8 +297,7 @@ def _checked_predictions(store: Store, dataset_id: int, table: pa.Table,
     t = _fill_polygon_areas(store, t, dataset_id)
     view, batch = _register(store, t, dataset_id)
     try:
-        rules = _BASE_RULES + _PRED_RULES + _outside_rules(clip)
-        enforce(store.con, view, rules, with_annotation_id=True, present=present_columns(t))
+        enforce(store.con, view, prediction_rules(clip), with_annotation_id=True, present=present_columns(t))
     except BaseException:
         _drop(store, view)
         raise
@@ -329,18 +330,46 @@ def validate_predictions(store: Store, dataset_id: int, table: pa.Table, clip: b
 def write_predictions(store: Store, run_id: int, dataset_id: int, table: pa.Table, clip: bool = False) -> int:
     """Insert a run's predictions (all or nothing). Returns the number written."""
     t, view, _ = _checked_predictions(store, dataset_id, table, clip)
-    con = store.con
     try:
         with store.transaction():
-            k0 = store.next_key("predictions", "pred_key")
-            con.execute(
-                f"""INSERT INTO predictions
-                    SELECT $k0 + __row, $run, __item_id, coalesce(annotation_id, 'p' || __row::VARCHAR), kind,
-                           {trimmed('label')}, gx, gy, gw, gh, polygon, mask, keypoints, keypoint_names, confidence,
-                           class_pdf, garea, metadata::JSON, __row
-                    FROM {_geometry_cte(view, clip)}""",
-                {"k0": k0, "run": run_id},
-            )
+            _insert_predictions(store, run_id, view, clip)
     finally:
         _drop(store, view)
     return t.num_rows
+
+
+def prediction_rules(clip: bool | str) -> list[Rule]:
+    """Every rule a stored prediction passes (boxes outside the image: see :func:`_outside_rules`)."""
+    return _BASE_RULES + _PRED_RULES + _outside_rules(clip)
+
+
+def write_predictions_view(store: Store, run_id: int, view: str, clip: bool | str,
+                           present: set[str] | None = None, known_clean: Collection[Rule] = ()) -> None:
+    """Check and insert predictions that a reader prepared in SQL (all or nothing): the rules and the
+    INSERT of :func:`write_predictions`, over ``view`` (a view name or parenthesized query) shaped like
+    its batch view, so errors name records the same way.
+
+    ``view`` has, per prediction: ``__row`` (input order, 0..n-1), ``__item_id``, ``__img_h``, ``__img_w``
+    (NULL for an unknown item), every column of :data:`engine.ingest.schema.ANNOTATION_COLUMNS` as
+    :func:`prepare` leaves it (NaN is NULL, ``kind`` filled) except ``iscrowd``. ``present``: the
+    columns that may hold a value (rules that need only absent ones are skipped). ``known_clean``:
+    rules the caller has shown no row of ``view`` breaks (e.g. checked once per distinct id); they are
+    not evaluated again, which leaves the first failing rule and row unchanged.
+    """
+    rules = [r for r in prediction_rules(clip) if r not in set(known_clean)]
+    enforce(store.con, view, rules, with_annotation_id=True, present=present)
+    with store.transaction():
+        _insert_predictions(store, run_id, view, clip)
+
+
+def _insert_predictions(store: Store, run_id: int, view: str, clip: bool | str) -> None:
+    """INSERT the checked rows of ``view`` as run ``run_id``'s predictions (keys and seq in ``__row`` order)."""
+    k0 = store.next_key("predictions", "pred_key")
+    store.con.execute(
+        f"""INSERT INTO predictions
+            SELECT $k0 + __row, $run, __item_id, coalesce(annotation_id, 'p' || __row::VARCHAR), kind,
+                   {trimmed('label')}, gx, gy, gw, gh, polygon, mask, keypoints, keypoint_names, confidence,
+                   class_pdf, garea, metadata::JSON, __row
+            FROM {_geometry_cte(view, clip)}""",
+        {"k0": k0, "run": run_id},
+    )

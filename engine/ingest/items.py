@@ -21,7 +21,8 @@ MAX_SIDE = 2**31 - 1  # items.width/height are INTEGER columns
 
 ITEM_RULES = [
     Rule("reference_id", f"reference_id IS NULL OR {blank('reference_id')}", "reference_id is missing or empty"),
-    Rule("reference_id", "count(*) OVER (PARTITION BY reference_id) > 1", "duplicate reference_id in batch"),
+    Rule("reference_id", "count(*) OVER (PARTITION BY reference_id) > 1", "duplicate reference_id in batch",
+         clean_if="count(reference_id) = count(DISTINCT reference_id) AND count(*) - count(reference_id) <= 1"),
     Rule("width", f"width IS NOT NULL AND (width <= 0 OR width > {MAX_SIDE})", "width must be a positive integer below 2^31"),
     Rule("height", f"height IS NOT NULL AND (height <= 0 OR height > {MAX_SIDE})",
          "height must be a positive integer below 2^31"),
@@ -82,6 +83,8 @@ def append_items(
 
 def _fill_sizes(t: pa.Table, check_images: bool, progress) -> pa.Table:
     """Read sizes from headers where missing; with ``check_images`` every local image must open."""
+    if not check_images and t.column("width").null_count == 0 and t.column("height").null_count == 0:
+        return t  # nothing to read
     locs = t.column("image_location").to_pylist()
     widths = t.column("width").to_pylist()
     heights = t.column("height").to_pylist()

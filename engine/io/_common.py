@@ -19,6 +19,7 @@ from ..errors import LoupeError, NotFoundError, ValidationError
 
 if TYPE_CHECKING:
     from ..api.dataset import Dataset
+    from ..api.model import Model
     from ..api.workspace import Workspace
 
 Progress = Callable[[int, int], None]
@@ -117,15 +118,20 @@ def release_arrow_memory() -> None:
 def write_run(ws: "Workspace", ds: "Dataset", predictions: pa.Table, run: str | None, model: str | None,
               clip: bool | str = False) -> int:
     """Store predictions as run ``run`` of ``model`` (registered on first use). Returns their count."""
+    run_model(ws, run, model).create_run(run, ds, predictions, clip=clip)
+    return predictions.num_rows
+
+
+def run_model(ws: "Workspace", run: str | None, model: str | None) -> "Model":
+    """The model an imported run is stored under: ``model``, by default named as the run (registered on
+    first use)."""
     if not run:
         raise LoupeError("importing predictions needs a run name")
     model_name = model or run
     try:
-        m = ws.get_model(model_name)
+        return ws.get_model(model_name)
     except NotFoundError:
-        m = ws.add_model(model_name)
-    m.create_run(run, ds, predictions, clip=clip)
-    return predictions.num_rows
+        return ws.add_model(model_name)
 
 
 # -- small helpers for readers -------------------------------------------------------------------

@@ -25,9 +25,10 @@ takes box and area from the keypoints' extent. The kind is per row (mask > polyg
 
 Parsing: a ground-truth file is one JSON object, read with the ``json`` module (measured faster
 than DuckDB's reader here: one object does not parallelize). A results file is a JSON array read
-with DuckDB's ``read_json`` straight into Arrow (500k detections: ~0.2 s vs ~1.5 s for
-``json.load`` + columns). If DuckDB rejects a file, the ``json`` path re-reads it and names the
-bad row and field.
+with DuckDB's ``read_json`` into a staged table (500k detections: ~0.2 s vs ~1.5 s for
+``json.load`` + columns) while the ground truth is parsed; a plain bbox file is then checked and
+stored in SQL (:mod:`engine.io.coco_results`), anything else goes through Arrow from the same
+table. If DuckDB rejects a file, the ``json`` path re-reads it and names the bad row and field.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ from ._common import (
     write_import,
     write_run,
 )
+from .coco_results import MAX_JSON, RESULTS_SQL, Staged, staged_results, store_staged
 
 if TYPE_CHECKING:
     from ..api.dataset import Dataset
@@ -74,7 +76,6 @@ RAW_SCHEMA = pa.schema([
     ("counts_str", pa.string()), ("counts_list", pa.list_(pa.int64())), ("size", pa.list_(pa.int64())),
     ("keypoints", pa.list_(pa.float64())), ("extra", pa.string()),
 ])
-_MAX_JSON = 1 << 31
 
 
 # ================================================================================================
@@ -217,12 +218,6 @@ def raw_from_records(recs: Sequence[Any], name_of, gt: bool) -> pa.Table:
     return pa.table(cols, schema=RAW_SCHEMA)
 
 
-_RESULTS_SQL = """
-SELECT image_id, category_id, bbox, score, segmentation, keypoints
-FROM read_json($path, format = 'array', maximum_object_size = $max,
-               columns = {image_id: 'BIGINT', category_id: 'BIGINT', bbox: 'DOUBLE[]', score: 'DOUBLE',
-                          segmentation: 'JSON', keypoints: 'DOUBLE[]'})
-"""
 # only run when some row has a segmentation (bbox files skip this pass entirely)
 _SEGM_SQL = """
 SELECT CASE WHEN json_type(s) = 'ARRAY' AND json_array_length(s) > 0 THEN s::DOUBLE[][] END AS polygon,
@@ -234,15 +229,18 @@ FROM (SELECT segmentation::JSON AS s FROM __loupe_segm)
 """
 
 
-def read_results_raw(path: str | Path) -> pa.Table:
-    """A results file → raw columns, via DuckDB's JSON reader (fast path) or ``json`` (names errors)."""
+def read_results_raw(path: str | Path, read: pa.Table | None = None) -> pa.Table:
+    """A results file → raw columns, via DuckDB's JSON reader (fast path) or ``json`` (names errors).
+
+    ``read``: what :data:`RESULTS_SQL` returned for the file, when a caller already ran it.
+    """
     p = Path(path)
     if not p.is_file():
         raise LoupeError(f"COCO results file {p} does not exist")
     try:
         con = duckdb.connect()
         try:
-            t = to_arrow(con.sql(_RESULTS_SQL, params={"path": str(p), "max": _MAX_JSON}))
+            t = to_arrow(con.sql(RESULTS_SQL, params={"path": str(p), "max": MAX_JSON})) if read is None else read
             n = t.num_rows
             seg = t.column("segmentation")
             if seg.null_count < n:
@@ -670,12 +668,15 @@ def import_coco(
         summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
                                progress=progress)
     else:  # the ground truth is parsed and stored while DuckDB reads the results; one transaction for all
-        with results_reader(results) as predictions_for:
+        run = run or Path(results).stem
+        with staged_results(ws.store, results) as staged:
             items, anns, index, patch = parse_gt(load_json(p), images_dir, bad_masks)
-            summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
-                                   predictions=lambda: predictions_for(index), run=run or Path(results).stem,
-                                   model=model, progress=progress)
-            del predictions_for  # it holds the raw results table: free it before the pool is released
+            with ws.store.transaction():
+                summary = write_import(ws, dataset, items, anns, check_images=check, clip=clip, metadata=patch,
+                                       progress=progress)
+                summary.predictions = store_results(ws, ws.get_dataset(dataset), results, staged(), index, run,
+                                                    model, clip)
+                summary.run = run
     del items, anns
     release_arrow_memory()
     return summary
@@ -685,11 +686,32 @@ def import_coco_results(ws: "Workspace", path: str | Path, dataset: str, run: st
                         model: str | None = None, clip: bool | str = False) -> ImportSummary:
     """Import a COCO results file as run ``run`` (default: file stem) on a dataset imported from COCO."""
     ds = ws.get_dataset(dataset)
-    preds = parse_results(path, CocoIndex.of_dataset(ds))
+    index = CocoIndex.of_dataset(ds)
     run = run or Path(path).stem
-    with ws.store.transaction():
-        n = write_run(ws, ds, preds, run, model, clip)
+    with staged_results(ws.store, path) as staged, ws.store.transaction():
+        n = store_results(ws, ds, path, staged(), index, run, model, clip)
+    release_arrow_memory()
     return ImportSummary(dataset=dataset, predictions=n, run=run)
+
+
+def store_results(ws: "Workspace", ds: "Dataset", path: str | Path, staged: Staged | None, index: CocoIndex,
+                  run: str, model: str | None, clip: bool | str) -> int:
+    """Store a results file as run ``run`` of ``ds`` (in the caller's transaction); returns the count.
+
+    ``staged``: the file as :func:`engine.io.coco_results.staged_results` read it (None if DuckDB
+    refused the file). A plain bbox file is checked and stored in SQL; anything else (segm,
+    keypoints, a bad record to name) goes the Arrow path, from the same table.
+    """
+    if staged is None:
+        read = None
+    else:
+        n = store_staged(ws, ds, staged, index, run, model, clip)
+        if n is not None:
+            return n
+        read = to_arrow(ws.store.con.sql(f"SELECT * FROM {staged.table} ORDER BY rowid"))
+    preds = parse_results(path, index, read_results_raw(path, read))
+    del read
+    return write_run(ws, ds, preds, run, model, clip)
 
 
 # ================================================================================================
