@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
+from engine.store import count_columns
 from engine.store import item_values
 from engine.store import label_counts
 from engine.store import match_counts
@@ -34,14 +35,18 @@ FROM datasets d,
 WHERE d.dataset_id = {ds}
 """
 
-# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions and
-# item_value_state (what label_counts.py / item_values.py recorded when they last kept the tables)
+# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions,
+# item_value_state and count_column_state (what label_counts.py / item_values.py / count_columns.py recorded
+# when they last kept the tables; NULLs where the count columns are missing)
 _DERIVED_TOKEN_SQL = _TOKEN_SQL.replace(
-    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item\n"
+    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item, "
+                        "cc.label_version, cc.n_rows, cc.max_key\n"
 ).replace("\nWHERE d.dataset_id", """,
      (SELECT count(*) n, max(ann_key) mx FROM annotations WHERE dataset_id = {ds}) a
      LEFT JOIN label_count_versions lc ON lc.dataset_id = {ds} LEFT JOIN item_value_state iv ON iv.dataset_id = {ds}
+     LEFT JOIN {count_state} cc ON cc.dataset_id = {ds}
 WHERE d.dataset_id""")
+_NO_COUNT_STATE = "(SELECT NULL::INTEGER dataset_id, NULL label_version, NULL n_rows, NULL max_key)"
 
 # what the metadata schemas are read from: its row count and a sum of hashes (see _get_by_content)
 _ITEM_METADATA_PRINT = """SELECT count(*), sum(hash(CAST(metadata AS VARCHAR))) FROM items
@@ -76,8 +81,9 @@ class DuckDBCatalog(Catalog):
                 self._token = hit[1]
                 return self._token
             sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
-            if self._has_derived_tables():  # token[10:17]: what the derived tables were kept at, and now
-                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
+            if self._has_derived_tables():  # token[10:20]: what the derived tables were kept at, and now
+                state = "count_column_state" if self._has_count_columns() else _NO_COUNT_STATE
+                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id), count_state=state)
             row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (generation,)
             if generation is not None:
@@ -114,11 +120,17 @@ class DuckDBCatalog(Catalog):
             cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
         return cache["derived_tables"]
 
+    def _has_count_columns(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "count_columns" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["count_columns"] = count_columns.present(self.store)
+        return cache["count_columns"]
+
     def _derived(self) -> tuple | None:
         if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
             return None
         t = self._version()
-        return t if len(t) > 17 else None
+        return t if len(t) > 20 else None
 
     def _match_counts_allowed(self) -> bool:
         """May queries read item_match_counts at all (each run's RunInfo.match_counts says if its rows are current)."""
@@ -137,6 +149,21 @@ class DuckDBCatalog(Catalog):
         label version, over the annotations rows there are now (rows added or removed by hand show)."""
         t = self._derived()
         return t is not None and t[12] is not None and (t[12], t[13], t[14]) == (t[0], t[10], t[11])
+
+    def label_slots(self) -> Mapping[tuple[str | None, str | None], int]:
+        """The counts ``item_count_columns`` holds, (label, kind) -> column number, when it was written
+        with the current ``item_counts`` (else empty: queries read ``item_counts``)."""
+        if not self.label_counts():
+            return {}
+        t = self._derived()
+        if t is None or t[17] is None or (t[17], t[18], t[19]) != (t[12], t[13], t[14]):
+            return {}
+        return self._get("slots", self._load_slots)
+
+    def _load_slots(self) -> dict[tuple[str | None, str | None], int]:
+        rows = self.store.con.execute("SELECT label, kind, slot FROM count_column_slots WHERE dataset_id = $ds",
+                                      {"ds": self.dataset_id}).fetchall()
+        return {(label, kind): int(slot) for label, kind, slot in rows}
 
     def item_values(self) -> bool:
         """True when ``item_metadata_values`` was kept over the items there are now (count, highest id)."""
