@@ -83,6 +83,8 @@ CREATE TABLE item_metadata_values (
 );
 
 CREATE TABLE item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL, max_item BIGINT);
+-- moved by every write of a dataset's item metadata (the DSL catalog re-reads metadata types when it moves)
+CREATE TABLE item_metadata_version (dataset_id INTEGER NOT NULL, version BIGINT NOT NULL);
 
 CREATE TABLE label_versions (
     dataset_id INTEGER NOT NULL,
