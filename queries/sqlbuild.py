@@ -138,8 +138,9 @@ class _Cte:
 class Aggregates:
     """Per-item statistics a query needs, gathered into one CTE per source table.
 
-    ``ann`` counts current ground truth: with ``counts``, read from the ``item_counts`` rollup (one row per
-    item for each count, so no GROUP BY), else one GROUP BY over the boxes; ``pred`` aggregates a run's
+    ``ann`` counts current ground truth: with ``counts``, read from ``item_count_columns`` when every count
+    of the query has a column there (``slots``: one row per item, one column per count), else from the
+    ``item_counts`` rollup (one row per item for each count, so no GROUP BY), else one GROUP BY over the boxes; ``pred`` aggregates a run's
     predictions; ``match`` counts a run's matches rows (tp / fp / fn, IoU); ``mcount`` reads one tp / fp / fn
     count per item from ``item_match_counts`` (see :meth:`match_count`), all gathered in one CTE. Each CTE is
     joined to the items once.
@@ -280,7 +281,8 @@ class Aggregates:
         return sel.where(and_all(where), copy=False).group_by(col("item_id", base), copy=False)
 
     def _build_counts(self, c: _Cte) -> exp.Select:
-        """Ground-truth counts read from ``item_counts``, one row per item for each: a filtered scan per count.
+        """Ground-truth counts: one scan of ``item_count_columns`` when each has a column there (see
+        :meth:`_columns_scan`), else from ``item_counts``, one row per item for each: a filtered scan per count.
 
         Several counts (``annotations.truck + annotations.bus``) are FULL JOINed on item_id inside the one
         CTE: its single LEFT JOIN to the items lets DuckDB turn that join into an inner one when the filter
