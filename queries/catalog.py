@@ -156,6 +156,12 @@ class Catalog:
         """Whether ``item_counts`` holds the current per-item GT counts (else count ``annotations``)."""
         return False
 
+    def label_slots(self) -> Mapping[tuple[str | None, str | None], int]:
+        """The counts ``item_count_columns`` holds for the dataset: (label, kind) -> its column ``n<k>``
+        (label and kind as in ``item_counts``: the other one NULL; both NULL for the total). Empty when
+        the table is not current; only read when :meth:`label_counts` is true."""
+        return {}
+
     def item_values(self) -> bool:
         """Whether ``item_metadata_values`` holds the current item metadata leaves (else parse the JSON)."""
         return False

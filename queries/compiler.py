@@ -572,10 +572,16 @@ def compile_query(text: str, catalog: Catalog, target: str = "items", run: str |
     raise AssertionError("unreachable")
 
 
+def _aggregates(catalog: Catalog) -> Aggregates:
+    counts = catalog.label_counts()
+    return Aggregates(placeholder_or(catalog.dataset_id, "dataset_id"), counts=counts,
+                      slots=catalog.label_slots() if counts else {})
+
+
 def _compile(text: str, tree: Tree, order_text: str | None, order_tree: Tree | None, catalog: Catalog,
              target: str, run: str | None, limit: int | None, offset: int | None, projection: str,
              strict: bool, stack: tuple[str, ...]) -> CompiledQuery:
-    ctx = Context(catalog, Aggregates(placeholder_or(catalog.dataset_id, "dataset_id"), counts=catalog.label_counts()), strict, None, stack)
+    ctx = Context(catalog, _aggregates(catalog), strict, None, stack)
     if run is not None:
         try:
             ctx.default_run = ctx.run(run, Pos(), "run")

@@ -13,10 +13,11 @@ import json
 import weakref
 from collections import OrderedDict
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from queries import Catalog, MetadataSchema, RunInfo, SliceInfo
 
+from engine.store import count_columns
 from engine.store import item_values
 from engine.store import label_counts
 from engine.store import match_counts
@@ -34,14 +35,19 @@ FROM datasets d,
 WHERE d.dataset_id = {ds}
 """
 
-# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions and
-# item_value_state (what label_counts.py / item_values.py recorded when they last kept the tables)
+# the same plus, when the derived tables exist: annotations count / max key, then label_count_versions,
+# item_value_state and count_column_state (what label_counts.py / item_values.py / count_columns.py recorded
+# when they last kept the tables; NULLs where the count columns are missing)
 _DERIVED_TOKEN_SQL = _TOKEN_SQL.replace(
-    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item\n"
+    "s.n, s.mx, s.h\n", "s.n, s.mx, s.h, a.n, a.mx, lc.label_version, lc.n_rows, lc.max_key, iv.n_items, iv.max_item, "
+                        "cc.label_version, cc.n_rows, cc.max_key, mv.version\n"
 ).replace("\nWHERE d.dataset_id", """,
      (SELECT count(*) n, max(ann_key) mx FROM annotations WHERE dataset_id = {ds}) a
      LEFT JOIN label_count_versions lc ON lc.dataset_id = {ds} LEFT JOIN item_value_state iv ON iv.dataset_id = {ds}
+     LEFT JOIN {count_state} cc ON cc.dataset_id = {ds} LEFT JOIN {metadata_version} mv ON mv.dataset_id = {ds}
 WHERE d.dataset_id""")
+_NO_COUNT_STATE = "(SELECT NULL::INTEGER dataset_id, NULL label_version, NULL n_rows, NULL max_key)"
+_NO_METADATA_VERSION = "(SELECT NULL::INTEGER dataset_id, NULL version)"
 
 # what the metadata schemas are read from: its row count and a sum of hashes (see _get_by_content)
 _ITEM_METADATA_PRINT = """SELECT count(*), sum(hash(CAST(metadata AS VARCHAR))) FROM items
@@ -76,8 +82,10 @@ class DuckDBCatalog(Catalog):
                 self._token = hit[1]
                 return self._token
             sql = _TOKEN_SQL.format(ds=int(self.dataset_id))
-            if self._has_derived_tables():  # token[10:17]: what the derived tables were kept at, and now
-                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id))
+            if self._has_derived_tables():  # token[10:21]: what the derived tables were kept at, and now
+                state = "count_column_state" if self._has_count_columns() else _NO_COUNT_STATE
+                version = item_values.VERSION_TABLE if self._has_metadata_version() else _NO_METADATA_VERSION
+                sql = _DERIVED_TOKEN_SQL.format(ds=int(self.dataset_id), count_state=state, metadata_version=version)
             row = self.store.con.execute(sql).fetchone()
             self._token = (tuple(row) if row else ()) + (generation,)
             if generation is not None:
@@ -114,11 +122,23 @@ class DuckDBCatalog(Catalog):
             cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
         return cache["derived_tables"]
 
+    def _has_count_columns(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "count_columns" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["count_columns"] = count_columns.present(self.store)
+        return cache["count_columns"]
+
+    def _has_metadata_version(self) -> bool:
+        cache = _CACHE.setdefault(self.store, {})
+        if "metadata_version" not in cache:  # fixed for the store's life (created at open when writable)
+            cache["metadata_version"] = item_values.has_version(self.store)
+        return cache["metadata_version"]
+
     def _derived(self) -> tuple | None:
         if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
             return None
         t = self._version()
-        return t if len(t) > 17 else None
+        return t if len(t) > 21 else None
 
     def _match_counts_allowed(self) -> bool:
         """May queries read item_match_counts at all (each run's RunInfo.match_counts says if its rows are current)."""
@@ -137,6 +157,21 @@ class DuckDBCatalog(Catalog):
         label version, over the annotations rows there are now (rows added or removed by hand show)."""
         t = self._derived()
         return t is not None and t[12] is not None and (t[12], t[13], t[14]) == (t[0], t[10], t[11])
+
+    def label_slots(self) -> Mapping[tuple[str | None, str | None], int]:
+        """The counts ``item_count_columns`` holds, (label, kind) -> column number, when it was written
+        with the current ``item_counts`` (else empty: queries read ``item_counts``)."""
+        if not self.label_counts():
+            return {}
+        t = self._derived()
+        if t is None or t[17] is None or (t[17], t[18], t[19]) != (t[12], t[13], t[14]):
+            return {}
+        return self._get("slots", self._load_slots)
+
+    def _load_slots(self) -> dict[tuple[str | None, str | None], int]:
+        rows = self.store.con.execute("SELECT label, kind, slot FROM count_column_slots WHERE dataset_id = $ds",
+                                      {"ds": self.dataset_id}).fetchall()
+        return {(label, kind): int(slot) for label, kind, slot in rows}
 
     def item_values(self) -> bool:
         """True when ``item_metadata_values`` was kept over the items there are now (count, highest id)."""
@@ -186,20 +221,31 @@ class DuckDBCatalog(Catalog):
         return frozenset(r[0] for r in rows)
 
     def item_metadata(self) -> MetadataSchema:
-        return self._get_by_content("item_metadata", _ITEM_METADATA_PRINT, lambda: self._schema(
+        return self._get_by_content("item_metadata", self._item_metadata_print, lambda: self._schema(
             "SELECT DISTINCT json_structure(metadata) FROM items WHERE dataset_id = $ds AND metadata IS NOT NULL"))
 
+    def _item_metadata_print(self) -> tuple:
+        """What the item metadata types are read from: the dataset's metadata version when the derived item
+        values are current (every write of item metadata through Loupe moves it: no document is read), else
+        a hash of every document (1M items: ~40 ms)."""
+        t = self._derived()
+        if t is not None and t[20] is not None and self.item_values():
+            return ("version", t[20], t[1], t[2])
+        return tuple(self.store.con.execute(_ITEM_METADATA_PRINT, {"ds": self.dataset_id}).fetchone())
+
     def object_metadata(self) -> MetadataSchema:
-        return self._get_by_content("object_metadata", _OBJECT_METADATA_PRINT, lambda: self._schema(
+        return self._get_by_content("object_metadata", lambda: tuple(self.store.con.execute(
+            _OBJECT_METADATA_PRINT, {"ds": self.dataset_id}).fetchone()), lambda: self._schema(
             """SELECT DISTINCT json_structure(metadata) FROM annotations
                WHERE dataset_id = $ds AND valid_to IS NULL AND metadata IS NOT NULL
                UNION SELECT DISTINCT json_structure(metadata) FROM predictions
                WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds) AND metadata IS NOT NULL"""))
 
-    def _get_by_content(self, part: str, fingerprint_sql: str, load) -> Any:
+    def _get_by_content(self, part: str, fingerprint_of: Callable[[], tuple], load) -> Any:
         """A part kept for as long as the content it is read from is the same (metadata types: ~150 ms
         to read from 100k JSON documents, so not again after every write): validated by a fingerprint of
-        that content (row count and a sum of hashes, ~7 ms), itself read once per store generation."""
+        that content (a version moved by every write of it, or its row count and a sum of hashes, ~7 ms
+        per 100k rows), itself read once per store generation."""
         if part in self._memo:
             return self._memo[part]
         if not self._shared():  # a transaction is open: its rows are its own
@@ -213,7 +259,7 @@ class DuckDBCatalog(Catalog):
         if hit is not None and generation is not None and hit[0] == generation:
             fingerprint = hit[1]
         else:
-            fingerprint = tuple(self.store.con.execute(fingerprint_sql, {"ds": self.dataset_id}).fetchone())
+            fingerprint = fingerprint_of()
             if generation is not None:
                 cache[fp_key] = (generation, fingerprint)
         key = (self.dataset_id, part)

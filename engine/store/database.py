@@ -457,8 +457,10 @@ class Store:
             n_tables = con.execute("SELECT count(*) FROM information_schema.tables").fetchone()[0]
             if n_tables:
                 raise LoupeError(f"{self.path} is a DuckDB file but not a Loupe workspace")
+            from .count_columns import DDL as count_columns_ddl  # generated: one column per count slot
+
             with self.transaction():
-                for stmt in _sql_statements(_read_sql("engine.store", "schema.sql")):
+                for stmt in _sql_statements(_read_sql("engine.store", "schema.sql")) + list(count_columns_ddl):
                     con.execute(stmt)
                 con.execute(
                     "INSERT INTO loupe_meta VALUES ('schema_version', ?), ('created_by', 'loupe')",

@@ -13,10 +13,14 @@ version (and the annotations row count and highest key) the counts reflect, so a
 lag (e.g. rows written by hand with SQL) and fall back to ``annotations``. (An in-place UPDATE of
 ``annotations`` by hand goes unnoticed; the API never does one except to close rows, and :func:`rebuild`
 recounts.)
+
+The same counts are also kept one row per item (:mod:`engine.store.count_columns`), written with these.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from engine.store import count_columns
 
 if TYPE_CHECKING:
     from engine.store.database import Store
@@ -57,15 +61,17 @@ def refresh(store: "Store", dataset_id: int, v: int) -> None:
         rebuild(store, dataset_id, v)
         return
     p = {"ds": dataset_id, "v": v}
+    columns_in_step = count_columns.in_step(store, dataset_id)
     con.execute("""CREATE OR REPLACE TEMP TABLE __touched AS SELECT DISTINCT item_id FROM annotations
                    WHERE dataset_id = $ds AND (valid_from = $v OR valid_to = $v)""", p)
     try:
         con.execute("DELETE FROM item_counts WHERE dataset_id = $ds AND item_id IN (SELECT item_id FROM __touched)",
                     {"ds": dataset_id})
         con.execute(_COUNT.format(only="AND item_id IN (SELECT item_id FROM __touched)"), {"ds": dataset_id})
+        _set_version(con, dataset_id, v)
+        count_columns.refresh(store, dataset_id, columns_in_step)  # the same items' rows, side by side
     finally:
         con.execute("DROP TABLE IF EXISTS __touched")
-    _set_version(con, dataset_id, v)
 
 
 def rebuild(store: "Store", dataset_id: int, v: int | None = None) -> None:
@@ -76,18 +82,23 @@ def rebuild(store: "Store", dataset_id: int, v: int | None = None) -> None:
     con.execute("DELETE FROM item_counts WHERE dataset_id = $ds", {"ds": dataset_id})
     con.execute(_COUNT.format(only=""), {"ds": dataset_id})
     _set_version(con, dataset_id, v)
+    count_columns.rebuild(store, dataset_id)
 
 
 def forget(store: "Store", dataset_id: int) -> None:
     """Drop a deleted dataset's counts."""
     for t in TABLES:
         store.con.execute(f"DELETE FROM {t} WHERE dataset_id = $ds", {"ds": dataset_id})
+    count_columns.forget(store, dataset_id)
 
 
 def ensure(store: "Store") -> None:
     """Create and fill the tables in a workspace written before they existed, dropping the
-    ``item_label_counts`` they replace (writable stores only; read-only ones read ``annotations``)."""
-    store.ensure_tables(TABLES, _DDL, lambda ds: rebuild(store, ds), replaces=(_REPLACED,))
+    ``item_label_counts`` they replace (writable stores only; read-only ones read ``annotations``). The
+    count columns (:mod:`engine.store.count_columns`) are filled from these, so a workspace lacking them
+    is recounted whole."""
+    store.ensure_tables(TABLES + count_columns.TABLES, _DDL + count_columns.DDL, lambda ds: rebuild(store, ds),
+                        replaces=(_REPLACED,))
 
 
 def present(store: "Store") -> bool:

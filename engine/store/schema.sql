@@ -67,6 +67,9 @@ CREATE TABLE label_count_versions (
     max_key       BIGINT                       -- when the counts were taken (detects rows written by hand)
 );
 
+-- Derived: the same counts one row per item, one column per count (item_count_columns, count_column_slots,
+-- count_column_state): created with generated DDL by engine/store/count_columns.py, which keeps them.
+
 -- Derived: every item's scalar metadata leaves, one row per item and path (json_tree fullkey without '$.'),
 -- the value in the column of its JSON type, so metadata filters join one path's rows instead of parsing
 -- every item's JSON. Kept by engine/store/item_values.py inside each write of items.metadata.
@@ -80,6 +83,8 @@ CREATE TABLE item_metadata_values (
 );
 
 CREATE TABLE item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL, max_item BIGINT);
+-- moved by every write of a dataset's item metadata (the DSL catalog re-reads metadata types when it moves)
+CREATE TABLE item_metadata_version (dataset_id INTEGER NOT NULL, version BIGINT NOT NULL);
 
 CREATE TABLE label_versions (
     dataset_id INTEGER NOT NULL,

@@ -81,3 +81,56 @@ def test_labels_survive_writes_that_leave_the_data_token_alone(ws, monkeypatch):
     assert ds.query("annotations.tram = 1").num_rows == 1  # unknown in the kept set: refreshed
     with pytest.raises(DSLNameError):  # and the refreshed set is the one kept now
         ds.query("annotations.bus = 1")
+
+
+def _metadata_version(ws, ds) -> int:
+    return ws.store.con.execute("SELECT version FROM item_metadata_version WHERE dataset_id = ?", [ds.id]).fetchone()[0]
+
+
+def test_metadata_types_are_validated_by_the_metadata_version_not_by_hashing(ws, monkeypatch):
+    """With the derived item values current, the metadata version stands for the documents: no write that
+    leaves item metadata alone moves it, every write of it does (append, update, patch, raw SQL), and no
+    document is hashed to find out."""
+    from engine.execution import catalog
+
+    ds = _dataset(ws)
+    monkeypatch.setattr(catalog, "_ITEM_METADATA_PRINT", "SELECT error('hashed the documents')")
+    calls = _count_reads(monkeypatch)
+    assert ds.query("metadata.speed > 3").num_rows == 2
+    v = _metadata_version(ws, ds)
+    ds.annotate([engine.BoxAnnotation("bus", "i0", x=5, y=5, width=2, height=2, annotation_id="g9")])
+    ds.correct("g9", reference_id="i0", label="tram")
+    ds.create_slice("s", reference_ids=["i1"])
+    assert ds.query("metadata.speed > 3").num_rows == 2
+    assert _metadata_version(ws, ds) == v and calls == ["items"]
+    writes = [lambda: ds.append([engine.DatasetItem("/n.png", "n", width=10, height=10, metadata={"speed": 9})],
+                                check_images=False),
+              lambda: ds.append([engine.DatasetItem("/n.png", "n", width=10, height=10, metadata={"speed": "x"})],
+                                check_images=False, update=True),
+              lambda: ds.update_item_metadata({"n": {"speed": 10}}),
+              lambda: ws.sql("UPDATE items SET metadata = '{\"speed\": \"y\"}' WHERE reference_id = 'n'")]
+    answers = [(3, {"number"}), (2, {"number", "string"}), (3, {"number"}), (2, {"number", "string"})]
+    for k, (write, (n, types)) in enumerate(zip(writes, answers)):
+        write()
+        assert ds.query("metadata.speed > 3").num_rows == n
+        assert DuckDBCatalog(ws.store, ds.id).item_metadata().types(("speed",)) == types
+        assert _metadata_version(ws, ds) > v and len(calls) == k + 2  # moved, and the types were read again
+        v = _metadata_version(ws, ds)
+
+
+def test_read_only_workspace_without_metadata_versions_hashes_the_documents(tmp_path):
+    path = tmp_path / "old.duckdb"
+    ws = engine.connect(path)
+    _dataset(ws)
+    ws.store.con.execute("DROP TABLE item_metadata_version")
+    ws.close()
+    ro = engine.connect(path, read_only=True)
+    catalog = DuckDBCatalog(ro.store, ro.get_dataset("d").id)
+    assert catalog._item_metadata_print()[0] == 6  # row count and hash sum
+    assert ro.get_dataset("d").query("metadata.speed > 3").num_rows == 2
+    ro.close()
+    ws = engine.connect(path)  # writable: created on open
+    catalog = DuckDBCatalog(ws.store, ws.get_dataset("d").id)
+    assert catalog._item_metadata_print()[0] == "version"
+    assert ws.get_dataset("d").query("metadata.speed > 3").num_rows == 2
+    ws.close()

@@ -7,6 +7,8 @@ from sqlglot import exp
 
 import engine
 from dsl_world import build
+from engine.execution.catalog import DuckDBCatalog
+from queries import compile_query
 
 QUERY = 'annotations.pedestrian >= 2 AND metadata.weather.rain > 0.5 AND metadata."time of day" = "dusk"'
 
@@ -62,5 +64,17 @@ def test_worst_iou_first_phase_reads_matches_only(world):
 
 
 def test_label_counts_are_narrowed_in_the_scan(world):
-    sql = world.ds.explain("annotations.pedestrian >= 2")
-    assert "a.label = 'pedestrian'" in sql and "FILTER" not in sql
+    """Several counts are columns of the per-item count row; one count (or any without that row) is one
+    label's rows of item_counts."""
+    sql = world.ds.explain("annotations.pedestrian + annotations.car >= 2")
+    assert "FROM item_count_columns" in sql and "JOIN item_counts" not in sql and "FILTER" not in sql
+    slots = DuckDBCatalog(world.ws.store, world.ds.id).label_slots()
+    assert f"w.n{slots[('pedestrian', None)]} AS c0" in sql and f"w.n{slots[('car', None)]} AS c1" in sql
+
+    class NoColumns(DuckDBCatalog):
+        def label_slots(self):
+            return {}
+
+    for sql in (compile_query("annotations.pedestrian >= 2", NoColumns(world.ws.store, world.ds.id)).sql(),
+                world.ds.explain("annotations.pedestrian >= 2")):  # one count: item_counts either way
+        assert "a.label = 'pedestrian'" in sql and "item_count_columns" not in sql and "FILTER" not in sql

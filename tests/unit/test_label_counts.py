@@ -1,18 +1,20 @@
-"""item_counts: the per-item GT counts behind ``annotations.*`` queries stay exactly the current rows.
+"""item_counts and item_count_columns: the per-item GT counts behind ``annotations.*`` queries stay exactly
+the current rows.
 
 After every kind of label change (annotate, annotate(update=True), correct, delete, add, undo, undo of an
-undo, one-version apply_changes, dataset deletion) the table must equal fresh per-item counts of the current
-annotation rows (per label, per kind and in total), and queries answered from it must equal the same
-queries answered from ``annotations``.
+undo, one-version apply_changes, dataset deletion, raw SQL) both tables must equal fresh per-item counts of
+the current annotation rows (per label, per kind and in total; the columns one row per item), and queries
+answered from either must equal the same queries answered from ``annotations``.
 """
 from __future__ import annotations
 
 import random
+import re
 
 import pytest
 
 import engine
-from engine.store import label_counts
+from engine.store import count_columns, label_counts
 from engine.execution.catalog import DuckDBCatalog
 from engine.execution.runner import compile_for, execute
 from queries import compile_query
@@ -21,12 +23,18 @@ QUERIES = ["annotations.count > 2", "annotations.cat >= 2", "annotations.dog = 0
            "annotations.box.count >= 2", "annotations.polygon.count > 0 OR annotations.cow > 0",
            "annotations.cat > annotations.dog ORDER BY annotations.count DESC LIMIT 3",
            "annotations.cat + annotations.dog + annotations.cow + annotations.box.count - annotations.count = 2",
-           "annotations.count - annotations.box.count >= 1 ORDER BY annotations.cat DESC"]
+           "annotations.count - annotations.box.count >= 1 ORDER BY annotations.cat DESC",
+           "annotations.cat + annotations.dog < 2 AND annotations.count > 0"]
 
 
 class _NoCounts(DuckDBCatalog):
     def label_counts(self) -> bool:
         return False
+
+
+class _NoColumns(DuckDBCatalog):
+    def label_slots(self):
+        return {}
 
 
 _ORDER = " ORDER BY item_id, label NULLS LAST, kind NULLS LAST"
@@ -46,16 +54,66 @@ def kept(ws, ds_id):
                                 [ds_id]).fetchall()
 
 
-def check(ws, ds):
-    """Counts equal a fresh GROUP BY, the catalog trusts them, and every query agrees with the fallback."""
+def slots(ws, ds_id) -> dict:
+    return {(label, kind): slot for slot, label, kind in ws.store.con.execute(
+        "SELECT slot, label, kind FROM count_column_slots WHERE dataset_id = ?", [ds_id]).fetchall()}
+
+
+def kept_columns(ws, ds_id) -> dict:
+    rows = ws.store.con.execute("SELECT * EXCLUDE (dataset_id) FROM item_count_columns WHERE dataset_id = ?",
+                                [ds_id]).fetchall()
+    assert len({r[0] for r in rows}) == len(rows)  # one row per item
+    return {r[0]: list(r[1:]) for r in rows}
+
+
+def fresh_columns(ws, ds_id) -> dict:
+    """What item_count_columns must hold under the dataset's column slots: every count of the item in its
+    column (0 when the item has none), 0 in a column no count holds; a row for each item with annotations."""
+    out: dict = {}
+    where = slots(ws, ds_id)
+    for item, label, kind, n in fresh(ws, ds_id):
+        row = out.setdefault(item, [0] * count_columns.SLOTS)
+        if (label, kind) in where:
+            row[where[(label, kind)]] = n
+    return out
+
+
+def named(q: str) -> set:
+    """The (label, kind) counts a query of QUERIES names."""
+    keys = set()
+    for name, count in re.findall(r"annotations\.(\w+)(\.count)?", q):
+        keys.add((None, None) if name == "count" else (None, name) if count else (name, None))
+    return keys
+
+
+def check(ws, ds, columns: bool = True):
+    """Counts equal a fresh GROUP BY, the catalog trusts them, and every query agrees with the fallbacks;
+    a query of several counts reads the columns when every count it names has one (a label no item has
+    has none), one of a single count reads item_counts.
+
+    ``columns``: every count of the dataset has a column (no more than SLOTS of them)."""
     assert kept(ws, ds.id) == fresh(ws, ds.id)
-    assert DuckDBCatalog(ws.store, ds.id).label_counts()
+    assert kept_columns(ws, ds.id) == fresh_columns(ws, ds.id)
+    catalog = DuckDBCatalog(ws.store, ds.id)
+    assert catalog.label_counts()
+    assert catalog.label_slots() == slots(ws, ds.id)
+    assert len(set(slots(ws, ds.id).values())) == len(slots(ws, ds.id))  # a column holds one count
+    if columns:
+        # (a count whose last annotation went keeps its column until a rebuild)
+        assert {(label, kind) for _, label, kind, _ in fresh(ws, ds.id)} <= set(slots(ws, ds.id))
     for q in QUERIES:
         fast = compile_for(ds, q, strict=False)
-        assert "item_counts" in fast.sql() and "GROUP BY" not in fast.sql(), q
+        assert ("item_count_columns" in fast.sql()) == (len(named(q)) > 1 and named(q) <= set(slots(ws, ds.id))), q
+        assert "GROUP BY" not in fast.sql(), q
+        rollup = compile_query(q, _NoColumns(ws.store, ds.id), strict=False)
+        assert "item_counts" in rollup.sql() and "item_count_columns" not in rollup.sql(), q
         slow = compile_query(q, _NoCounts(ws.store, ds.id), strict=False)
-        assert "item_counts" not in slow.sql()
-        assert execute(ds, fast).to_pylist() == execute(ds, slow).to_pylist(), q
+        assert "item_counts" not in slow.sql() and "item_count_columns" not in slow.sql()
+        expected = execute(ds, slow).to_pylist()
+        assert execute(ds, fast).to_pylist() == expected, q
+        assert execute(ds, rollup).to_pylist() == expected, q
+        if {label for label, _ in named(q) if label} <= {label for _, label, _, _ in fresh(ws, ds.id)}:
+            assert ds.query(q).to_pylist() == expected, q  # strict: known labels only
 
 
 def box(label, ref, aid, x=1):
@@ -125,8 +183,8 @@ def test_datasets_are_counted_apart_and_deleted_with_their_counts(ws, ds):
     check(ws, ds)
     check(ws, other)
     ws.delete_dataset("other")
-    n = ws.store.con.execute("SELECT count(*) FROM item_counts WHERE dataset_id = ?", [other.id]).fetchone()[0]
-    assert n == 0
+    for t in label_counts.TABLES + count_columns.TABLES:
+        assert ws.store.con.execute(f"SELECT count(*) FROM {t} WHERE dataset_id = ?", [other.id]).fetchone()[0] == 0
     check(ws, ds)
 
 
@@ -134,14 +192,16 @@ def test_rows_written_by_hand_are_not_trusted_until_recounted(ws, ds):
     ds.annotate([box("cat", "a", "1")])
     assert ds.query("annotations.cat = 2").num_rows == 0
     ws.store.con.execute("INSERT INTO annotations SELECT * REPLACE (ann_key + 100 AS ann_key) FROM annotations")
-    assert not DuckDBCatalog(ws.store, ds.id).label_counts()
-    assert "item_counts" not in compile_for(ds, "annotations.cat = 2").sql()
+    catalog = DuckDBCatalog(ws.store, ds.id)
+    assert not catalog.label_counts() and not catalog.label_slots()
+    assert "item_count" not in compile_for(ds, "annotations.cat = 2").sql()
     assert ds.query("annotations.cat = 2").num_rows == 1  # answered from annotations
     with ws.store.transaction():
         label_counts.rebuild(ws.store, ds.id)
-    assert kept(ws, ds.id) == fresh(ws, ds.id)
+    check(ws, ds)
     assert ds.query("annotations.cat = 2").num_rows == 1
     assert "item_counts" in compile_for(ds, "annotations.cat = 2").sql()
+    assert "item_count_columns" in compile_for(ds, "annotations.cat + annotations.count = 3").sql()
 
 
 def test_older_workspace_gets_the_tables_and_read_only_ones_fall_back(tmp_path):
@@ -215,8 +275,12 @@ def test_a_label_named_like_a_kind_is_counted_apart_from_the_kind(ws, ds):
                 "annotations.box + annotations.box.count = 5": ["a"],
                 "annotations.box > 0 AND annotations.polygon.count = 0": ["a"]}
     for q, refs in expected.items():
-        assert "item_counts" in compile_for(ds, q).sql()
-        for answer in (ds.query(q), execute(ds, compile_query(q, _NoCounts(ws.store, ds.id)))):
+        several = q.count("annotations.") > 1
+        assert ("item_count_columns" in compile_for(ds, q).sql()) == several, q
+        assert several or "item_counts" in compile_for(ds, q).sql()
+        rollup = compile_query(q, _NoColumns(ws.store, ds.id))
+        assert "item_counts" in rollup.sql()
+        for answer in (ds.query(q), execute(ds, rollup), execute(ds, compile_query(q, _NoCounts(ws.store, ds.id)))):
             assert answer.column("reference_id").to_pylist() == refs, q
 
 
@@ -242,4 +306,91 @@ def test_workspace_an_older_loupe_opened_again_is_recounted(tmp_path):
     ws = engine.connect(path)
     assert label_counts.present(ws.store) and not ws.store.has_tables(["item_label_counts"])
     check(ws, ws.get_dataset("d"))
+    ws.close()
+
+
+def test_counts_past_the_columns_read_item_counts(ws, ds):
+    """72 counts (the total, the kind box, 70 labels): the total, the kind and the 62 labels on most items
+    get the 64 columns; a query naming another label reads item_counts, with the same answers. A label
+    first seen when the columns are taken gets none; a rebuild hands them out again."""
+    refs = "abcdef"
+    ds.annotate([box(f"l{k:02d}", r, f"{k}-{r}") for k in range(70) for r in refs[:1 + k % 6]])
+    check(ws, ds, columns=False)
+    held = slots(ws, ds.id)
+    assert len(held) == count_columns.SLOTS and (None, None) in held and (None, "box") in held
+    lacking = sorted(f"l{k:02d}" for k in range(70) if (f"l{k:02d}", None) not in held)
+    assert lacking == ["l24", "l30", "l36", "l42", "l48", "l54", "l60", "l66"]  # on one item, last by name
+    cases = {"annotations.l05 + annotations.l11 >= 2": True, "annotations.l00 + annotations.l05 = 2": True,
+             "annotations.l05 + annotations.l66 = 2": False, "annotations.l66 >= 1 OR annotations.count > 69": False}
+    for q, reads_columns in cases.items():
+        fast = compile_for(ds, q)
+        assert ("item_count_columns" in fast.sql()) == reads_columns, q
+        slow = compile_query(q, _NoCounts(ws.store, ds.id))
+        assert ds.query(q).to_pylist() == execute(ds, slow).to_pylist() == execute(ds, fast).to_pylist(), q
+    assert ds.query("annotations.l05 + annotations.l66 = 2").column("reference_id").to_pylist() == ["a"]
+    ds.add_missing([box("zz", "b", "z1"), box("l01", "c", "z2")])  # no column free for zz
+    check(ws, ds, columns=False)
+    assert ("zz", None) not in slots(ws, ds.id) and "item_count_columns" not in compile_for(ds, "annotations.zz = 1").sql()
+    assert ds.query("annotations.zz + annotations.l01 = 2").column("reference_id").to_pylist() == ["b"]
+    ds.delete_annotations([(r, f"{k}-{r}") for k in range(1, 70, 6) for r in "ab"])  # l01, l07, ...: 4 items left
+    check(ws, ds, columns=False)
+    with ws.store.transaction():
+        label_counts.rebuild(ws.store, ds.id)
+    check(ws, ds, columns=False)
+    assert ("zz", None) in slots(ws, ds.id)  # on one item, first by name among those
+
+
+def test_counts_written_without_the_columns_are_not_read_from_them(ws, ds, monkeypatch):
+    """An older Loupe keeps item_counts but not item_count_columns: queries then read item_counts, and the
+    next write recounts the columns whole (a refresh of the changed items alone would miss the older
+    change)."""
+    ds.annotate([box("cat", "a", "1"), box("dog", "a", "2"), box("cat", "b", "1")])
+    check(ws, ds)
+    with monkeypatch.context() as m:
+        m.setattr(count_columns, "refresh", lambda *a, **k: None)  # what the older Loupe's write does
+        ds.correct("2", reference_id="a", label="cat")
+    catalog = DuckDBCatalog(ws.store, ds.id)
+    assert catalog.label_counts() and not catalog.label_slots()
+    assert not count_columns.in_step(ws.store, ds.id)
+    q = "annotations.cat + annotations.box.count = 4"
+    assert "item_counts" in compile_for(ds, q).sql() and "item_count_columns" not in compile_for(ds, q).sql()
+    assert ds.query(q).column("reference_id").to_pylist() == ["a"]
+    assert ds.query("annotations.cat = 2").column("reference_id").to_pylist() == ["a"]
+    ds.add_missing([box("dog", "c", "1")])  # the columns of items a and b were stale: recounted whole
+    check(ws, ds)
+    assert ds.query("annotations.cat = 2").column("reference_id").to_pylist() == ["a"]
+
+
+def test_raw_sql_writes_are_recounted_into_the_columns(ws, ds):
+    ds.annotate([box("cat", "a", "1"), box("dog", "a", "2")])
+    ws.sql("UPDATE annotations SET valid_to = 1 WHERE annotation_id = '2'")  # closed by hand: no API refresh
+    ws.sql("""INSERT INTO annotations SELECT * REPLACE (ann_key + 100 AS ann_key, item_id + 1 AS item_id, 'emu' AS label)
+              FROM annotations WHERE annotation_id = '1'""")
+    assert ds.query("annotations.emu + annotations.cat = 1").column("reference_id").to_pylist() == ["a", "b"]
+    check(ws, ds)
+    assert ("emu", None) in slots(ws, ds.id)
+
+
+def test_workspace_without_the_columns_gets_them_and_read_only_ones_read_item_counts(tmp_path):
+    path = tmp_path / "old.duckdb"
+    ws = engine.connect(path)
+    d = ws.create_dataset("d")
+    d.append([engine.DatasetItem(f"{r}.png", r, width=10, height=10) for r in "ab"], check_images=False)
+    d.annotate([box("cat", "a", "1", x=0), box("cat", "a", "2", x=0), box("dog", "a", "3", x=0), box("dog", "b", "1")])
+    for t in count_columns.TABLES:
+        ws.store.con.execute(f"DROP TABLE {t}")
+    ws.close()
+    q = "annotations.cat + annotations.dog = 3"
+    ro = engine.connect(path, read_only=True)
+    rd = ro.get_dataset("d")
+    assert label_counts.present(ro.store) and not count_columns.present(ro.store)
+    assert DuckDBCatalog(ro.store, rd.id).label_counts() and not DuckDBCatalog(ro.store, rd.id).label_slots()
+    assert "item_counts" in compile_for(rd, q).sql()
+    assert rd.query(q).column("reference_id").to_pylist() == ["a"]
+    ro.close()
+    ws = engine.connect(path)  # writable: created and filled on open
+    d = ws.get_dataset("d")
+    assert count_columns.present(ws.store)
+    check(ws, d)
+    assert "item_count_columns" in compile_for(d, q).sql() and d.query(q).column("reference_id").to_pylist() == ["a"]
     ws.close()
