@@ -46,35 +46,49 @@ def box_iou_pairs(
     return np.where((w <= 0) | (h <= 0), 0.0, iou)
 
 
+BLOCK = 1 << 16  # pairs per block of box_iou_indexed: its temporaries (4 x 512 KB) stay in cache
+
+
 def box_iou_indexed(
     d: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], g: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     g_crowd: np.ndarray, di: np.ndarray, gi: np.ndarray,
 ) -> np.ndarray:
     """``box_iou_pairs`` of the pairs ``(d[di], g[gi])``, bit for bit, from per-box columns ``(x, y, w, h)``.
 
-    Each box's right and bottom edge and area are computed once per box instead of once per pair, and
-    the per-pair temporaries are reused (1.1M pairs: ~40 % less time than gathering eight coordinate
-    arrays for ``box_iou_pairs``).
+    Each box's right and bottom edge and area are computed once per box instead of once per pair
+    (1.1M pairs: ~40 % less time than gathering eight coordinate arrays for ``box_iou_pairs``). The pairs
+    go in blocks of :data:`BLOCK` through four reused buffers: the only per-pair allocation is the result.
+    Whole-array temporaries (ten of 9 MB at 1.1M pairs, 170 MB each at 21M) were freshly mapped pages on
+    every call, which made the same arithmetic up to 3x slower depending on what the process freed before.
     """
     dx, dy, dw, dh = (np.asarray(v, dtype=np.float64) for v in d)
     gx, gy, gw, gh = (np.asarray(v, dtype=np.float64) for v in g)
     dr, db, da = dw + dx, dh + dy, dw * dh  # the same sums and products as per pair
     gr, gb, ga = gw + gx, gh + gy, gw * gh
-    w = np.fmin(dr[di], gr[gi])
-    w -= np.fmax(dx[di], gx[gi])
-    h = np.fmin(db[di], gb[gi])
-    h -= np.fmax(dy[di], gy[gi])
-    i = w * h
-    a = da[di]
-    u = a + ga[gi]
-    u -= i
-    crowd = np.asarray(g_crowd).astype(bool)[gi]
-    if crowd.any():
-        np.copyto(u, a, where=crowd)
+    crowd = np.asarray(g_crowd).astype(bool)
+    any_crowd = bool(crowd.any())
+    di, gi = np.asarray(di, dtype=np.int64), np.asarray(gi, dtype=np.int64)
+    n = len(di)
+    out = np.empty(n)
+    bufs = [np.empty(min(n, BLOCK)) for _ in range(4)]
     with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.divide(i, u, out=i)
-    iou[(w <= 0) | (h <= 0)] = 0.0
-    return iou
+        for s in range(0, n, BLOCK):
+            e = min(s + BLOCK, n)
+            dd, gg, iou = di[s:e], gi[s:e], out[s:e]
+            w, h, t, u = (b[: e - s] for b in bufs)
+            np.fmin(np.take(dr, dd, out=t), np.take(gr, gg, out=u), out=w)
+            w -= np.fmax(np.take(dx, dd, out=t), np.take(gx, gg, out=u), out=t)
+            np.fmin(np.take(db, dd, out=t), np.take(gb, gg, out=u), out=h)
+            h -= np.fmax(np.take(dy, dd, out=t), np.take(gy, gg, out=u), out=t)
+            np.multiply(w, h, out=iou)  # the intersection
+            a = np.take(da, dd, out=t)
+            np.add(a, np.take(ga, gg, out=u), out=u)
+            u -= iou
+            if any_crowd:
+                np.copyto(u, a, where=crowd[gg])
+            np.divide(iou, u, out=iou)
+            iou[(w <= 0) | (h <= 0)] = 0.0
+    return out
 
 
 def box_iou_matrix(dt_boxes: ArrayLike, gt_boxes: ArrayLike, gt_crowd: ArrayLike | None = None) -> np.ndarray:
