@@ -116,23 +116,23 @@ class DuckDBCatalog(Catalog):
         """May answers be shared through the store-wide cache (no transaction open: see Store.caching)?"""
         return getattr(self.store, "caching", True)
 
-    def _has_derived_tables(self) -> bool:
+    def _store_fact(self, name: str, probe: Callable[[], bool]) -> bool:
+        """A fact about the workspace's tables, fixed for the store's life (they are created at open when
+        writable), probed once per store."""
         cache = _CACHE.setdefault(self.store, {})
-        if "derived_tables" not in cache:  # fixed for the store's life (created at open when writable)
-            cache["derived_tables"] = label_counts.present(self.store) and item_values.present(self.store)
-        return cache["derived_tables"]
+        if name not in cache:
+            cache[name] = probe()
+        return cache[name]
+
+    def _has_derived_tables(self) -> bool:
+        return self._store_fact("derived_tables",
+                                lambda: label_counts.present(self.store) and item_values.present(self.store))
 
     def _has_count_columns(self) -> bool:
-        cache = _CACHE.setdefault(self.store, {})
-        if "count_columns" not in cache:  # fixed for the store's life (created at open when writable)
-            cache["count_columns"] = count_columns.present(self.store)
-        return cache["count_columns"]
+        return self._store_fact("count_columns", lambda: count_columns.present(self.store))
 
     def _has_metadata_version(self) -> bool:
-        cache = _CACHE.setdefault(self.store, {})
-        if "metadata_version" not in cache:  # fixed for the store's life (created at open when writable)
-            cache["metadata_version"] = item_values.has_version(self.store)
-        return cache["metadata_version"]
+        return self._store_fact("metadata_version", lambda: item_values.has_version(self.store))
 
     def _derived(self) -> tuple | None:
         if not self.derived or getattr(self.store, "derived_stale", False) or not self._has_derived_tables():
@@ -307,15 +307,8 @@ class DuckDBCatalog(Catalog):
                                           {"run": run_id}).fetchall()]
 
     def _counted_runs(self) -> set[int]:
-        """Runs whose item_match_counts were written over the matches rows they have now (the row count
-        match_counts.py recorded is the current one). One count per run: with the run id a constant, DuckDB
-        answers from row-group statistics (~0.5 ms), where a correlated count scans every matches row."""
-        con = self.store.con
-        state = con.execute("""SELECT run_id, n_rows FROM match_count_state
-                               WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds)""",
-                            {"ds": self.dataset_id}).fetchall()
-        return {int(run_id) for run_id, n in state
-                if con.execute("SELECT count(*) FROM matches WHERE run_id = $run", {"run": run_id}).fetchone()[0] == n}
+        """Runs whose item_match_counts are current (see :func:`engine.store.match_counts.counted_runs`)."""
+        return match_counts.counted_runs(self.store, self.dataset_id)
 
     def slices(self) -> Mapping[str, SliceInfo]:
         return self._get("slices", self._load_slices)

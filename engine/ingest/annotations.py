@@ -356,7 +356,8 @@ def write_predictions_view(store: Store, run_id: int, view: str, clip: bool | st
     rules the caller has shown no row of ``view`` breaks (e.g. checked once per distinct id); they are
     not evaluated again, which leaves the first failing rule and row unchanged.
     """
-    rules = [r for r in prediction_rules(clip) if r not in set(known_clean)]
+    clean = set(known_clean)
+    rules = [r for r in prediction_rules(clip) if r not in clean]
     enforce(store.con, view, rules, with_annotation_id=True, present=present)
     with store.transaction():
         _insert_predictions(store, run_id, view, clip)

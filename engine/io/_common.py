@@ -79,15 +79,12 @@ def write_import(
     check_images: bool = True,
     clip: bool | str = False,
     metadata: Mapping[str, Any] | None = None,
-    predictions: pa.Table | Callable[[], pa.Table] | None = None,
+    predictions: pa.Table | None = None,
     run: str | None = None,
     model: str | None = None,
     progress: Progress | None = None,
 ) -> ImportSummary:
     """Write an import in one transaction: dataset (created if new), items, GT, metadata, run.
-
-    ``predictions`` may be a function returning the table, called once the ground truth is written
-    (a reader still parsing the results file meanwhile; its errors roll the whole import back).
 
     Raises:
         ValidationError: naming the first bad record; nothing is written.
@@ -102,8 +99,6 @@ def write_import(
             summary.labels = label_counts(annotations)
         if metadata:
             merge_dataset_metadata(ds, metadata)
-        if callable(predictions):
-            predictions = predictions()
         if predictions is not None:
             summary.predictions, summary.run = write_run(ws, ds, predictions, run, model, clip), run
     return summary

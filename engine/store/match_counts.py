@@ -89,6 +89,23 @@ def write_counted(store: "Store", run_id: int, counts: "pa.Table") -> None:
     _set_state(con, run_id)
 
 
+def counted_runs(store: "Store", dataset_id: int) -> set[int]:
+    """The dataset's runs whose item_match_counts were written over the matches rows they have now (the row
+    count :func:`_set_state` recorded is the current one)."""
+    state = store.con.execute("""SELECT run_id, n_rows FROM match_count_state
+                                 WHERE run_id IN (SELECT run_id FROM runs WHERE dataset_id = $ds)""",
+                              {"ds": dataset_id}).fetchall()
+    return _current(store.con, state)
+
+
+def _current(con, state: list[tuple[int, int]]) -> set[int]:
+    """The runs of ``(run_id, n_rows)`` whose matches still have ``n_rows`` rows. One count per run: with the
+    run id a constant, DuckDB answers from row-group statistics (~0.5 ms), where a correlated count scans
+    every matches row."""
+    return {int(run_id) for run_id, n in state
+            if con.execute("SELECT count(*) FROM matches WHERE run_id = $run", {"run": run_id}).fetchone()[0] == n}
+
+
 def run_totals(store: "Store", run_id: int) -> dict[tuple[str, str], int] | None:
     """A run's counted (source, status) totals from its all-labels rows, or None when its counts lag its
     matches rows (or the workspace has no such tables). Summing ~3 rows per item replaces a GROUP BY over
@@ -96,10 +113,8 @@ def run_totals(store: "Store", run_id: int) -> dict[tuple[str, str], int] | None
     if not present(store):
         return None
     con = store.con
-    state = con.execute("SELECT n_rows FROM match_count_state WHERE run_id = $run", {"run": run_id}).fetchall()
-    # with the run id a constant, DuckDB counts from row-group statistics
-    if len(state) != 1 or con.execute("SELECT count(*) FROM matches WHERE run_id = $run",
-                                      {"run": run_id}).fetchone()[0] != state[0][0]:
+    state = con.execute("SELECT run_id, n_rows FROM match_count_state WHERE run_id = $run", {"run": run_id}).fetchall()
+    if len(state) != 1 or not _current(con, state):
         return None
     rows = con.execute("""SELECT source, status, sum(n) FROM item_match_counts
                           WHERE run_id = $run AND label IS NULL GROUP BY ALL""", {"run": run_id}).fetchall()
