@@ -81,7 +81,7 @@ def accumulate_curves(
     L: np.ndarray, rank: np.ndarray, d_cat: np.ndarray, d_score: np.ndarray, d_area: np.ndarray,
     g_cat: np.ndarray, g_ig: np.ndarray, mt: CocoMatches, m_ig: np.ndarray, id0: np.ndarray,
     iou_thrs: np.ndarray, rec_thrs: np.ndarray, max_dets: list[int], area_rng: np.ndarray, K: int,
-    ctx: "_Ctx | None" = None,
+    ctx: "_Ctx | None" = None, split: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pycocotools ``accumulate``: (precision (T,R,K,A,M), recall (T,K,A,M), scores (T,R,K,A,M)).
 
@@ -130,16 +130,29 @@ def accumulate_curves(
     nr = np.ascontiguousarray(_first_recall_index(npig, rec_thrs).transpose(1, 0, 2))[None, None]
     precision, scores = np.empty((T, R, K, A, M)), np.empty((T, R, K, A, M))
     recall = np.empty((T, K, A, M))
-    for t in range(T):
-        sub = by_t[t_bounds[t]:t_bounds[t + 1]]
-        pr_parts, sc_parts, gid_parts = [], [], []
-        _curves_at_threshold(ctx, t, area[sub], cp[sub], tp[sub], ex, pr_parts, sc_parts, gid_parts)
-        gid = np.concatenate(gid_parts) - i32(t * M * A * K)
-        p_t, r_t, s_t = _sample_curves(np.concatenate(pr_parts + [np.zeros(1)]),
-                                       np.concatenate(sc_parts + [np.zeros(1)]), gid, npig, nd, first_score,
-                                       rec_thrs, 1, M, A, K, nr)
-        precision[t], recall[t], scores[t] = p_t[0], r_t[0], s_t[0]
-        del pr_parts, sc_parts, gid_parts, gid, p_t, r_t, s_t
+
+    def curves(ts: range) -> None:  # reads ctx and the match arrays only: safe on two threads
+        for t in ts:
+            sub = by_t[t_bounds[t]:t_bounds[t + 1]]
+            pr_parts: list = []
+            sc_parts: list = []
+            gid_parts: list = []
+            _curves_at_threshold(ctx, t, area[sub], cp[sub], tp[sub], ex, pr_parts, sc_parts, gid_parts)
+            gid = np.concatenate(gid_parts) - i32(t * M * A * K)
+            p_t, r_t, s_t = _sample_curves(np.concatenate(pr_parts + [np.zeros(1)]),
+                                           np.concatenate(sc_parts + [np.zeros(1)]), gid, npig, nd, first_score,
+                                           rec_thrs, 1, M, A, K, nr)
+            precision[t], recall[t], scores[t] = p_t[0], r_t[0], s_t[0]
+            del pr_parts, sc_parts, gid_parts, gid, p_t, r_t, s_t
+
+    if split and T > 1:  # every other threshold on a second thread (two thresholds' temporaries at once)
+        from engine.runs.background import Background
+
+        odd = Background(curves, range(1, T, 2))
+        curves(range(0, T, 2))
+        odd.result()
+    else:
+        curves(range(T))
     return precision, recall, scores
 
 

@@ -426,6 +426,7 @@ def finish(plan: CocoPlan, mt: CocoMatches, per_object: bool = True, prepared: o
     precision, recall, scores = accumulate_curves(
         plan.L, plan.rank, plan.d_cat, plan.d_score, plan.d_area, plan.g_cat, plan.g_ig, mt, m_ig,
         _id0(plan, mt), plan.iou_thrs, plan.rec_thrs, plan.max_dets, plan.area_rng, plan.K, ctx=prepared,
+        split=prepared is not None,
     )
     del m_ig
     stats = summarize_keypoints(precision, recall, p) if p.iou_type == "keypoints" else summarize(precision, recall, p)
