@@ -140,17 +140,19 @@ def gather(
         item = _np(t.column("item_id"), np.int64)
         to_idx = np.asarray([lab_idx[v] for v in names.tolist()], dtype=np.int64)
         to_rank = np.asarray([rank_idx[v] for v in names.tolist()], dtype=np.int64)
+        cat = to_idx[codes] if n else np.zeros(0, np.int64)
         return Side(
             key=_np(t.column("key"), np.int64),
             item_id=item,
-            img=np.searchsorted(images, item).astype(np.int64),
-            cat=to_idx[codes] if n else np.zeros(0, np.int64),
+            img=_image_index(images, item),
+            cat=cat,
             label=names[codes] if n else np.zeros(0, object),
             x=_np(t.column("x")), y=_np(t.column("y")), w=_np(t.column("w")), h=_np(t.column("h")),
             area=_area_of(t),
             crowd=_np(t.column("crowd"), bool) if is_gt else np.zeros(n, bool),
             score=_np(t.column("score")) if not is_gt else np.full(n, np.nan),
-            cat_rank=to_rank[codes] if n else np.zeros(0, np.int64),
+            # one array for both when they agree (not class-agnostic): neither is ever written to
+            cat_rank=cat if not class_agnostic else (to_rank[codes] if n else np.zeros(0, np.int64)),
         )
 
     return EvalInputs(labels=labels, n_images=len(images), gt=side(gt, g_codes, g_dict, True),
@@ -165,10 +167,33 @@ def _by_seq(t: pa.Table) -> pa.Table:
     order for rows written by one import; checked here, and sorted when it is not."""
     if "seq" not in t.column_names:  # unstored predictions come in input order
         return t
-    seq = _np(t.column("seq"), np.int64)
-    if len(seq) > 1 and not (seq[1:] > seq[:-1]).all():
+    if not _ascending(t.column("seq")):
+        seq = _np(t.column("seq"), np.int64)
         t = t.take(pa.array(np.argsort(seq, kind="stable")))
     return t.drop_columns(["seq"])
+
+
+def _ascending(col: pa.ChunkedArray) -> bool:
+    """Whether an int column without nulls strictly ascends, read chunk by chunk (no combined copy)."""
+    last = None
+    for chunk in col.chunks:
+        if len(chunk) == 0:
+            continue
+        v = chunk.to_numpy(zero_copy_only=False)
+        if (last is not None and v[0] <= last) or not (v[1:] > v[:-1]).all():
+            return False
+        last = v[-1]
+    return True
+
+
+def _image_index(images: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """``np.searchsorted(images, item)`` (``images`` ascending): a subtraction when the item ids are one
+    consecutive range and every ``item`` lies in it (an import's items), else the binary search."""
+    if len(images) and len(item) and images[-1] - images[0] == len(images) - 1:
+        lo, hi = int(images[0]), int(images[-1])
+        if lo <= int(item.min()) and int(item.max()) <= hi:
+            return item - lo
+    return np.searchsorted(images, item).astype(np.int64, copy=False)
 
 
 def _unstored(t: pa.Table) -> pa.Table:
