@@ -12,7 +12,11 @@ Reported per tool:
 The 12 stats of every tool are compared (max abs difference printed). As in ``ingest.py``, imports are
 not timed: Loupe's side runs :func:`benchmarks.ingest.warm_imports` first (pandas, which pyarrow imports
 at its first conversion, ~0.15-0.3 s). Before session 8 that import fell inside ``load``; since the
-import stores bbox results in SQL with no Arrow conversion, it fell inside ``eval`` instead.
+import stores bbox results in SQL with no Arrow conversion, it fell inside ``eval`` instead. Since
+session 9 it also imports ``engine.runs.commit`` and ``engine.metrics.report`` first (the evaluation
+modules, which ``run.commit()`` / ``run.metrics()`` import on first use: ~35-45 ms inside ``eval`` here,
+where no ``.pyc`` is written and every import compiles), as the peers import their ``COCOeval`` before
+their timer. ``eval s per round`` lists every round's time.
 
 Usage::
 
@@ -43,6 +47,9 @@ def side_loupe(gt: Path, res: Path) -> dict:
     import engine
 
     warm_imports()
+    import engine.metrics.report  # noqa: F401  run.metrics()'s module
+    import engine.runs.commit  # noqa: F401  the commit's modules (imported on first commit, ~40 ms here)
+
     ws = engine.connect()
     t0, c0 = time.perf_counter(), time.process_time()
     ws.import_coco(gt, "bench", results=res, run="dets", check_images=False, clip="keep")
@@ -134,6 +141,7 @@ def main() -> None:
                   f"peak RSS {lo['peak_rss_mb'] / p['peak_rss_mb']:.2f}x; CPU: load {lo['load_cpu'] / p['load_cpu']:.3f}x, "
                   f"eval {lo['eval_cpu'] / p['eval_cpu']:.3f}x; max |stats diff| = {diff:.2e}")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
+        print("eval s per round:", "; ".join(f"{t} " + " ".join(f"{v:.3f}" for v in evals[t]) for t in tools))
         print("stats (loupe):", ", ".join(f"{v:.6f}" for v in lo["stats"]))
 
 
