@@ -64,14 +64,19 @@ def accumulate_context(
     ctx.nd, ctx.first_score = np.zeros((M, K), np.int64), np.zeros((M, K))
     if prefix:
         ctx.prefix = np.zeros((M, A, N + 1), i32)
+    top = int(rankL.max(initial=-1))
     for mi, mdet in enumerate(max_dets):
-        in_m = rankL < mdet
+        every = top < mdet  # the largest maxDet: L holds ranks below it only, no mask or gather needed
+        in_m = None if every else rankL < mdet
         if prefix:
-            np.cumsum(ctx.inside & in_m[None, :], axis=1, dtype=i32, out=ctx.prefix[mi, :, 1:])
-        ctx.nd[mi] = np.bincount(catL[in_m], minlength=K)
-        pos_in = np.flatnonzero(in_m)
-        if len(pos_in):
-            f = pos_in[np.minimum(np.searchsorted(catL[pos_in], np.arange(K)), len(pos_in) - 1)]
+            np.cumsum(ctx.inside if every else ctx.inside & in_m[None, :], axis=1, dtype=i32,
+                      out=ctx.prefix[mi, :, 1:])
+        ctx.nd[mi] = np.bincount(catL if every else catL[in_m], minlength=K)
+        pos_in = None if every else np.flatnonzero(in_m)
+        n_in = N if every else len(pos_in)
+        if n_in:
+            f = np.minimum(np.searchsorted(catL if every else catL[pos_in], np.arange(K)), n_in - 1)
+            f = f if every else pos_in[f]
             has = ctx.nd[mi] > 0
             ctx.first_score[mi, has] = ctx.scoreL[f[has]]
     return ctx

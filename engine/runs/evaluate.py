@@ -53,7 +53,8 @@ def candidate_pairs(store: Store, inp: EvalInputs, iou_type: str, same_category:
 def same_label(inp: EvalInputs, cross: Pairs) -> Pairs:
     """The same-category pairs of a cross-label pair list (same rows, order and IoU as a same-label join)."""
     ok = inp.dt.cat[cross.dt] == inp.gt.cat[cross.gt] if cross.same is None else cross.same
-    return Pairs(cross.dt[ok], cross.gt[ok], cross.iou[ok])
+    rows = np.flatnonzero(ok)  # one scan of the mask, then gathers (1.14M pairs: 8 vs 12 ms for three masks)
+    return Pairs(cross.dt.take(rows), cross.gt.take(rows), cross.iou.take(rows))
 
 
 def evaluate_inputs(
