@@ -152,6 +152,12 @@ class DuckDBCatalog(Catalog):
             cache["match_tables"] = match_counts.present(self.store)
         return cache["match_tables"]
 
+    def deferred(self) -> bool:
+        """True when the dataset's first writes left its per-item counts or metadata values to be built
+        by its first DSL query (``DEFERRED`` in engine/store/label_counts.py and item_values.py)."""
+        t = self._derived()
+        return t is not None and (t[12] == label_counts.DEFERRED or t[15] == item_values.DEFERRED)
+
     def label_counts(self) -> bool:
         """True when ``item_counts`` holds the dataset's current per-item GT counts: kept at the current
         label version, over the annotations rows there are now (rows added or removed by hand show)."""

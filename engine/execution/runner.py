@@ -21,7 +21,7 @@ from queries.sqlbuild import object_branches
 from engine.execution import item_cache
 from engine.execution import object_cache
 from engine.execution import object_scan
-from engine.store.derived import refresh_if_stale
+from engine.store.derived import catch_up, refresh_if_stale
 from engine.errors import LoupeError, NotFoundError
 from engine.execution.catalog import DuckDBCatalog
 
@@ -74,6 +74,8 @@ def compile_for(ds: "Dataset", dsl: str, target: str = "items", run: Any = None,
     """
     refresh_if_stale(ds.ws.store)  # raw SQL wrote since the derived tables were kept
     catalog = DuckDBCatalog(ds.ws.store, ds.id, derived=derived)
+    if catalog.deferred() and catch_up(ds.ws.store, ds.id):  # the dataset's first query builds them
+        catalog = DuckDBCatalog(ds.ws.store, ds.id, derived=derived)
     name = run_name(run)
     if name is not None and name not in catalog.runs():
         catalog.refresh()

@@ -2,6 +2,8 @@
 
 The API keeps them in step inside its own transactions; raw SQL through ``Workspace.sql`` cannot, so it
 marks the store stale and the next DSL query rebuilds them here (or, read-only, reads the base tables).
+A dataset's first writes defer its per-item GT counts and metadata values to its first DSL query, which
+builds them here (:func:`catch_up`).
 """
 from __future__ import annotations
 
@@ -32,3 +34,20 @@ def refresh_if_stale(store: "Store") -> None:
     except Exception:  # e.g. the user's raw SQL left a transaction open: keep reading the base tables
         return
     store.derived_stale = False
+
+
+def catch_up(store: "Store", dataset_id: int) -> bool:
+    """Build the dataset's deferred per-item GT counts and metadata values (see ``DEFERRED`` in
+    :mod:`engine.store.label_counts` and :mod:`engine.store.item_values`) in one transaction; True when
+    something was built. Read-only stores and a user's open SQL transaction keep reading the base tables."""
+    if store.read_only or store.in_sql_transaction():
+        return False
+    built = False
+    with store.transaction():  # checked inside it: another connection may have caught up meanwhile
+        if label_counts.deferred(store, dataset_id):
+            label_counts.rebuild(store, dataset_id)
+            built = True
+        if item_values.deferred(store, dataset_id):
+            item_values.rebuild(store, dataset_id)
+            built = True
+    return built

@@ -12,6 +12,10 @@ Every write of ``items.metadata`` through the API calls :func:`refresh` for the 
 its transaction. ``item_value_state`` records the item count and highest item id the rows were taken at,
 so rows inserted or deleted by hand show up; raw SQL run with ``Workspace.sql`` rebuilds (or marks the
 table stale when it cannot).
+
+As with the per-item counts (:mod:`engine.store.label_counts`), a dataset's first items do not extract
+their values in the write: ``item_value_state.n_items = DEFERRED`` marks the dataset, later writes keep the
+mark, and its first DSL query extracts the whole dataset (:func:`engine.store.derived.catch_up`).
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ if TYPE_CHECKING:
     from engine.store.database import Store
 
 TABLES = ("item_metadata_values", "item_value_state")
+DEFERRED = -1  # item_value_state.n_items of a dataset whose values wait for its first query
 NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE", "HUGEINT")  # json_type names read as numbers (queries/metadata.py)
 
 _DDL = (
@@ -74,13 +79,34 @@ def bump_version(con, dataset_id: int) -> None:
 
 def refresh(store: "Store", dataset_id: int, reference_ids: str) -> None:
     """Re-extract the items whose ``reference_id`` is in the subquery ``reference_ids`` (inside the write's
-    transaction, after writing them)."""
+    transaction, after writing them). A dataset without values yet, or with them deferred, is marked
+    deferred instead (the metadata version still moves)."""
     con = store.con
+    state = con.execute("SELECT max(n_items) FROM item_value_state WHERE dataset_id = $ds", {"ds": dataset_id}).fetchone()[0]
+    if state is None or state == DEFERRED:
+        defer(store, dataset_id)
+        return
     only = f"AND i.reference_id IN ({reference_ids})"
     con.execute(f"""DELETE FROM item_metadata_values WHERE dataset_id = $ds AND item_id IN
                     (SELECT item_id FROM items i WHERE i.dataset_id = $ds {only})""", {"ds": dataset_id})
     con.execute(_EXTRACT.format(only=only), {"ds": dataset_id})
     _set_state(con, dataset_id)
+
+
+def defer(store: "Store", dataset_id: int) -> None:
+    """Mark the dataset's values as waiting for its first DSL query (none are kept until then)."""
+    con = store.con
+    con.execute("DELETE FROM item_metadata_values WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute("DELETE FROM item_value_state WHERE dataset_id = $ds", {"ds": dataset_id})
+    con.execute("INSERT INTO item_value_state VALUES ($ds, $n, NULL)", {"ds": dataset_id, "n": DEFERRED})
+    bump_version(con, dataset_id)
+
+
+def deferred(store: "Store", dataset_id: int) -> bool:
+    """Whether the dataset's values wait for its first DSL query."""
+    row = store.con.execute("SELECT max(n_items) FROM item_value_state WHERE dataset_id = $ds",
+                            {"ds": dataset_id}).fetchone()
+    return row[0] == DEFERRED
 
 
 def rebuild(store: "Store", dataset_id: int) -> None:

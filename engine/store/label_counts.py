@@ -10,7 +10,13 @@ a scan for one of them skips most row groups on their zone maps.
 Every label change calls :func:`refresh` inside its transaction, after writing version ``v``'s rows: only
 the items with a row opened or closed at ``v`` are recounted. ``label_count_versions`` records the label
 version (and the annotations row count and highest key) the counts reflect, so a reader can tell when they
-lag (e.g. rows written by hand with SQL) and fall back to ``annotations``. (An in-place UPDATE of
+lag (e.g. rows written by hand with SQL) and fall back to ``annotations``.
+
+A dataset's first counts are not written by the write that labels it: that would count every box of a
+bulk import on the import's critical path, for queries that may never come (``loupe eval``'s throwaway
+workspace). The write records ``label_version = DEFERRED`` instead, later writes leave it so, and the
+first DSL query on the dataset builds the counts (:func:`engine.store.derived.catch_up`); until then, and
+in read-only stores, queries read ``annotations``. (An in-place UPDATE of
 ``annotations`` by hand goes unnoticed; the API never does one except to close rows, and :func:`rebuild`
 recounts.)
 
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from engine.store.database import Store
 
 TABLES = ("item_counts", "label_count_versions")
+DEFERRED = -1  # label_count_versions.label_version of a dataset whose counts wait for its first query
 _REPLACED = "item_label_counts"  # what older Loupes kept instead: one row per item, label and kind
 
 _DDL = (
@@ -52,12 +59,18 @@ def _set_version(con, dataset_id: int, v: int) -> None:
 def refresh(store: "Store", dataset_id: int, v: int) -> None:
     """Recount the items whose annotations changed in label version ``v`` (call inside its transaction).
 
-    When the counts did not reflect the previous version, the whole dataset is recounted instead.
+    A dataset without counts yet (its first labels) or with counts deferred keeps them deferred; when the
+    counts did not reflect the previous version, the whole dataset is recounted instead.
     """
     con = store.con
     prev = con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
                        {"ds": dataset_id}).fetchone()[0]
-    if prev is None or prev != v - 1:
+    if prev is None:
+        defer(store, dataset_id)
+        return
+    if prev == DEFERRED:
+        return
+    if prev != v - 1:
         rebuild(store, dataset_id, v)
         return
     p = {"ds": dataset_id, "v": v}
@@ -83,6 +96,19 @@ def rebuild(store: "Store", dataset_id: int, v: int | None = None) -> None:
     con.execute(_COUNT.format(only=""), {"ds": dataset_id})
     _set_version(con, dataset_id, v)
     count_columns.rebuild(store, dataset_id)
+
+
+def defer(store: "Store", dataset_id: int) -> None:
+    """Mark the dataset's counts as waiting for its first DSL query (none are kept until then)."""
+    forget(store, dataset_id)
+    store.con.execute("INSERT INTO label_count_versions VALUES ($ds, $v, 0, NULL)", {"ds": dataset_id, "v": DEFERRED})
+
+
+def deferred(store: "Store", dataset_id: int) -> bool:
+    """Whether the dataset's counts wait for its first DSL query."""
+    row = store.con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
+                            {"ds": dataset_id}).fetchone()
+    return row[0] == DEFERRED
 
 
 def forget(store: "Store", dataset_id: int) -> None:

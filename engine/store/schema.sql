@@ -51,7 +51,8 @@ CREATE TABLE annotations (
 -- with GROUPING SETS): one row per item and label (kind NULL), per item and kind (label NULL) and the item's
 -- total (both NULL), so every per-item count query reads one row per item, with no GROUP BY.
 -- Kept by engine/store/label_counts.py inside each label-changing transaction; label_count_versions says
--- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags).
+-- which label version a dataset's counts reflect (queries fall back to `annotations` when it lags; -1: the
+-- dataset's first writes deferred its counts to its first DSL query).
 CREATE TABLE item_counts (
     dataset_id INTEGER NOT NULL,
     item_id    BIGINT NOT NULL,
@@ -82,6 +83,7 @@ CREATE TABLE item_metadata_values (
     v_bool     BOOLEAN                         -- JSON booleans
 );
 
+-- n_items -1: the dataset's first writes deferred its values to its first DSL query
 CREATE TABLE item_value_state (dataset_id INTEGER NOT NULL, n_items BIGINT NOT NULL, max_item BIGINT);
 -- moved by every write of a dataset's item metadata (the DSL catalog re-reads metadata types when it moves)
 CREATE TABLE item_metadata_version (dataset_id INTEGER NOT NULL, version BIGINT NOT NULL);

@@ -129,8 +129,8 @@ def test_read_only_workspace_without_metadata_versions_hashes_the_documents(tmp_
     assert catalog._item_metadata_print()[0] == 6  # row count and hash sum
     assert ro.get_dataset("d").query("metadata.speed > 3").num_rows == 2
     ro.close()
-    ws = engine.connect(path)  # writable: created on open
+    ws = engine.connect(path)  # writable: created on open (the values, deferred by the append, by the query)
+    assert ws.get_dataset("d").query("metadata.speed > 3").num_rows == 2
     catalog = DuckDBCatalog(ws.store, ws.get_dataset("d").id)
     assert catalog._item_metadata_print()[0] == "version"
-    assert ws.get_dataset("d").query("metadata.speed > 3").num_rows == 2
     ws.close()

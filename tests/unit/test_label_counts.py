@@ -91,7 +91,15 @@ def check(ws, ds, columns: bool = True):
     a query of several counts reads the columns when every count it names has one (a label no item has
     has none), one of a single count reads item_counts.
 
-    ``columns``: every count of the dataset has a column (no more than SLOTS of them)."""
+    ``columns``: every count of the dataset has a column (no more than SLOTS of them). A dataset whose
+    counts its first writes deferred holds none, answers from ``annotations``, and gets them from its
+    next DSL query."""
+    if label_counts.deferred(ws.store, ds.id):
+        assert kept(ws, ds.id) == [] and kept_columns(ws, ds.id) == {}
+        assert not DuckDBCatalog(ws.store, ds.id).label_counts()
+        assert "item_count" not in compile_query(QUERIES[3], DuckDBCatalog(ws.store, ds.id), strict=False).sql()
+        compile_for(ds, QUERIES[0], strict=False)  # the first DSL query builds them
+        assert not label_counts.deferred(ws.store, ds.id)
     assert kept(ws, ds.id) == fresh(ws, ds.id)
     assert kept_columns(ws, ds.id) == fresh_columns(ws, ds.id)
     catalog = DuckDBCatalog(ws.store, ds.id)
@@ -377,6 +385,7 @@ def test_workspace_without_the_columns_gets_them_and_read_only_ones_read_item_co
     d = ws.create_dataset("d")
     d.append([engine.DatasetItem(f"{r}.png", r, width=10, height=10) for r in "ab"], check_images=False)
     d.annotate([box("cat", "a", "1", x=0), box("cat", "a", "2", x=0), box("dog", "a", "3", x=0), box("dog", "b", "1")])
+    d.query("annotations.count > 0")  # builds the counts the annotate deferred
     for t in count_columns.TABLES:
         ws.store.con.execute(f"DROP TABLE {t}")
     ws.close()
