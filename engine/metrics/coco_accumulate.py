@@ -11,6 +11,7 @@ pycocotools. All curves (T x K x A x maxDets) are processed at once.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,11 +152,10 @@ def accumulate_curves(
             del pr_parts, sc_parts, gid_parts, gid, p_t, r_t, s_t
 
     if split and T > 1:  # every other threshold on a second thread (two thresholds' temporaries at once)
-        from engine.runs.background import Background
-
-        odd = Background(curves, range(1, T, 2))
-        curves(range(0, T, 2))
-        odd.result()
+        with ThreadPoolExecutor(1, thread_name_prefix="loupe-accumulate") as pool:  # waits for it on error too
+            odd = pool.submit(curves, range(1, T, 2))
+            curves(range(0, T, 2))
+            odd.result()
     else:
         curves(range(T))
     return precision, recall, scores

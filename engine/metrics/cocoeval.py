@@ -15,7 +15,6 @@ accumulation works on the true positives of all curves at once
 from __future__ import annotations
 
 import sys
-
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -82,7 +82,7 @@ def refresh(store: "Store", dataset_id: int, reference_ids: str) -> None:
     transaction, after writing them). A dataset without values yet, or with them deferred, is marked
     deferred instead (the metadata version still moves)."""
     con = store.con
-    state = con.execute("SELECT max(n_items) FROM item_value_state WHERE dataset_id = $ds", {"ds": dataset_id}).fetchone()[0]
+    state = _kept_items(store, dataset_id)
     if state is None or state == DEFERRED:
         defer(store, dataset_id)
         return
@@ -104,9 +104,13 @@ def defer(store: "Store", dataset_id: int) -> None:
 
 def deferred(store: "Store", dataset_id: int) -> bool:
     """Whether the dataset's values wait for its first DSL query."""
-    row = store.con.execute("SELECT max(n_items) FROM item_value_state WHERE dataset_id = $ds",
-                            {"ds": dataset_id}).fetchone()
-    return row[0] == DEFERRED
+    return _kept_items(store, dataset_id) == DEFERRED
+
+
+def _kept_items(store: "Store", dataset_id: int) -> int | None:
+    """The item count the dataset's values were extracted at (None: none kept; DEFERRED)."""
+    return store.con.execute("SELECT max(n_items) FROM item_value_state WHERE dataset_id = $ds",
+                             {"ds": dataset_id}).fetchone()[0]
 
 
 def rebuild(store: "Store", dataset_id: int) -> None:

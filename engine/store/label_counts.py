@@ -63,8 +63,7 @@ def refresh(store: "Store", dataset_id: int, v: int) -> None:
     counts did not reflect the previous version, the whole dataset is recounted instead.
     """
     con = store.con
-    prev = con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
-                       {"ds": dataset_id}).fetchone()[0]
+    prev = _kept_version(store, dataset_id)
     if prev is None:
         defer(store, dataset_id)
         return
@@ -106,9 +105,13 @@ def defer(store: "Store", dataset_id: int) -> None:
 
 def deferred(store: "Store", dataset_id: int) -> bool:
     """Whether the dataset's counts wait for its first DSL query."""
-    row = store.con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
-                            {"ds": dataset_id}).fetchone()
-    return row[0] == DEFERRED
+    return _kept_version(store, dataset_id) == DEFERRED
+
+
+def _kept_version(store: "Store", dataset_id: int) -> int | None:
+    """The label version the dataset's counts reflect (None: none kept; DEFERRED)."""
+    return store.con.execute("SELECT max(label_version) FROM label_count_versions WHERE dataset_id = $ds",
+                             {"ds": dataset_id}).fetchone()[0]
 
 
 def forget(store: "Store", dataset_id: int) -> None:
